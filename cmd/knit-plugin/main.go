@@ -1,0 +1,58 @@
+// Command knit-plugin is every knit CNI plugin in one binary. It is installed
+// as links named by plugin type (loopback, host-local, bridge, …) and picks
+// the plugin from the name it was run as, so any runtime finds it on CNI_PATH.
+// It can also be run as `knit-plugin TYPE` for testing.
+//
+// Each plugin registers itself from its own file (plugin_*.go) so this binary
+// imports only plugin code: no CLI, no servers.
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/knit-cni/knit/pkg/cni/skel"
+)
+
+type entry struct {
+	plugin skel.Plugin
+	info   skel.Info
+}
+
+var registry = map[string]entry{}
+
+func register(p skel.Plugin, info skel.Info) {
+	registry[info.Name] = entry{p, info}
+}
+
+// Types returns the registered plugin types, sorted.
+func Types() []string {
+	var names []string
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func main() {
+	name := filepath.Base(os.Args[0])
+	if e, ok := registry[name]; ok {
+		skel.Main(e.plugin, e.info)
+	}
+	if len(os.Args) > 1 {
+		if os.Args[1] == "--list" {
+			fmt.Println(strings.Join(Types(), "\n"))
+			return
+		}
+		if e, ok := registry[os.Args[1]]; ok {
+			skel.Main(e.plugin, e.info)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "knit-plugin: run me as one of the plugin types (a link named %s), or as `knit-plugin TYPE`\n",
+		strings.Join(Types(), ", "))
+	os.Exit(1)
+}

@@ -1,0 +1,8 @@
+module github.com/knit-cni/knit
+
+go 1.26.8
+
+require (
+	github.com/vishvananda/netns v0.0.5
+	golang.org/x/sys v0.50.0
+)

@@ -1,0 +1,78 @@
+package cni
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Error codes reserved by the specification (0–99). Plugins use 100 and up.
+const (
+	ErrUnknown                     uint = 0 // not in the spec; the reference library's "unknown"
+	ErrIncompatibleCNIVersion      uint = 1
+	ErrUnsupportedField            uint = 2
+	ErrUnknownContainer            uint = 3
+	ErrInvalidEnvironmentVariables uint = 4
+	ErrIOFailure                   uint = 5
+	ErrDecodingFailure             uint = 6
+	ErrInvalidNetworkConfig        uint = 7
+	ErrInvalidNetNS                uint = 8 // not in the spec; used by the reference skel
+	ErrTryAgainLater               uint = 11
+	ErrPluginNotAvailable          uint = 50
+	ErrLimitedConnectivity         uint = 51
+	ErrInternal                    uint = 999 // not in the spec; used by the reference skel
+)
+
+// Error is the specification's error object. It is what a plugin prints on
+// stdout when it fails, and what the runtime returns when a plugin failed.
+type Error struct {
+	CNIVersion string `json:"cniVersion,omitempty"`
+	Code       uint   `json:"code"`
+	Msg        string `json:"msg"`
+	Details    string `json:"details,omitempty"`
+}
+
+// NewError returns an error object with the given code, message and details.
+func NewError(code uint, msg, details string) *Error {
+	return &Error{Code: code, Msg: msg, Details: details}
+}
+
+// Errorf returns an error object with the given code and a formatted message.
+func Errorf(code uint, format string, args ...any) *Error {
+	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (e *Error) Error() string {
+	if e.Details == "" {
+		return e.Msg
+	}
+	return e.Msg + "; " + e.Details
+}
+
+// JSON returns the error object encoded as the specification prints it.
+func (e *Error) JSON() []byte {
+	b, _ := json.MarshalIndent(e, "", "    ")
+	return b
+}
+
+// AsError returns err as a *Error: the error itself if it is (or wraps) one,
+// otherwise a new error object with code fallback and err's text as message.
+func AsError(err error, fallback uint) *Error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: fallback, Msg: err.Error()}
+}
+
+// Code returns the CNI error code carried by err, or ErrUnknown.
+func Code(err error) uint {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ErrUnknown
+}
