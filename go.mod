@@ -6,3 +6,5 @@ require (
 	github.com/vishvananda/netns v0.0.5
 	golang.org/x/sys v0.50.0
 )
+
+require github.com/containernetworking/cni v1.3.1 // indirect
