@@ -7,4 +7,9 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
-require github.com/containernetworking/cni v1.3.1 // indirect
+require (
+	github.com/containernetworking/cni v1.3.1 // indirect
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/spf13/cobra v1.10.2 // indirect
+	github.com/spf13/pflag v1.0.9 // indirect
+)
