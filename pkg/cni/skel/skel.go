@@ -96,8 +96,8 @@ func Execute(ctx context.Context, p Plugin, info Info, pio IO) int {
 		info.Versions = cni.AllVersions
 	}
 	res, err := run(ctx, p, info, pio)
-	if err != nil {
-		e := cni.AsError(err, cni.ErrInternal)
+	// A typed nil *cni.Error returned as error is a plugin bug, not a failure.
+	if e := cni.AsError(err, cni.ErrInternal); e != nil {
 		pio.Stdout.Write(append(e.JSON(), '\n'))
 		return 1
 	}
@@ -186,10 +186,13 @@ func run(ctx context.Context, p Plugin, info Info, pio IO) ([]byte, error) {
 	if req.PrevResult, err = cni.ParsePrevResult(req.NetConf.RawPrevResult, req.Version); err != nil {
 		return nil, err
 	}
-	if req.Netns != "" && (cmd == CmdAdd || cmd == CmdCheck) && !override(pio) {
+	// Refuse before the plugin runs (the reference checks only afterwards,
+	// when an ADD or DEL has already changed the host's own namespace). A
+	// path that cannot be opened is left for the plugin to report.
+	if req.Netns != "" && (cmd == CmdAdd || cmd == CmdCheck || cmd == CmdDel) && !override(pio) {
 		if same, err := netns.SameAsCurrent(req.Netns); err == nil && same {
 			return nil, cni.NewError(cni.ErrInvalidNetNS, "CNI_NETNS is the plugin's own network namespace",
-				req.Netns+": the runtime must pass the container's namespace, not the host's")
+				req.Netns+": the runtime must pass the container's namespace, not the host's (set CNI_NETNS_OVERRIDE=1 if this is intended)")
 		}
 	}
 
@@ -263,9 +266,13 @@ func negotiate(cmd, v string, supported []string) error {
 }
 
 // versionAnswer answers VERSION: the supported list, echoing the request's
-// cniVersion when it is one we support.
+// cniVersion when it is one we support. VERSION needs no stdin, so a terminal
+// on stdin is not read (a person probing the plugin would otherwise hang).
 func versionAnswer(info Info, stdin io.Reader) ([]byte, error) {
 	v := cni.CurrentVersion
+	if isTerminal(stdin) {
+		stdin = strings.NewReader("")
+	}
 	if data, err := io.ReadAll(io.LimitReader(stdin, 1<<20)); err == nil {
 		var in struct {
 			CNIVersion string `json:"cniVersion"`
@@ -279,4 +286,14 @@ func versionAnswer(info Info, stdin io.Reader) ([]byte, error) {
 		return nil, err
 	}
 	return append(out, '\n'), nil
+}
+
+// isTerminal reports whether r is a character device such as a terminal.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok || f == nil {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
