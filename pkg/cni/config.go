@@ -43,29 +43,32 @@ func (c *NetConf) Attachments() []GCAttachment {
 }
 
 // Bool is a boolean that also accepts the strings "true" and "false" in any
-// case, as the reference does for disableCheck and disableGC.
+// case, as the reference does for disableCheck and disableGC. JSON null and
+// any other value are errors.
 type Bool bool
 
-// UnmarshalJSON accepts true, false, "true" and "false".
+// UnmarshalJSON accepts true, false, "true" and "false" (any case).
 func (b *Bool) UnmarshalJSON(data []byte) error {
-	var x bool
-	if err := json.Unmarshal(data, &x); err == nil {
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return err
+	}
+	switch x := v.(type) {
+	case bool:
 		*b = Bool(x)
 		return nil
+	case string:
+		switch strings.ToLower(x) {
+		case "true":
+			*b = true
+			return nil
+		case "false":
+			*b = false
+			return nil
+		}
+		return fmt.Errorf("invalid value %q: use true or false", x)
 	}
-	var s string
-	if err := json.Unmarshal(data, &s); err != nil {
-		return fmt.Errorf("expected a boolean or \"true\"/\"false\", got %s", data)
-	}
-	switch strings.ToLower(s) {
-	case "true":
-		*b = true
-	case "false":
-		*b = false
-	default:
-		return fmt.Errorf("expected a boolean or \"true\"/\"false\", got %q", s)
-	}
-	return nil
+	return fmt.Errorf("invalid value %s: use true or false", data)
 }
 
 // PluginConfig is one plugin object of a network configuration list: its
@@ -86,11 +89,19 @@ type NetworkConfigList struct {
 	Bytes                  []byte // the list's own file bytes (cached as "config")
 }
 
-// ParsePluginConfig parses one plugin object. It must have a valid type.
+// ParsePluginConfig parses one plugin object. It must be a JSON object with a
+// valid type (and a valid ipam.type, if any); a prevResult in it must be an
+// object. Errors are code 6 (not decodable) or 7 (invalid).
 func ParsePluginConfig(data []byte) (*PluginConfig, error) {
 	var nc NetConf
 	if err := json.Unmarshal(data, &nc); err != nil {
 		return nil, NewError(ErrDecodingFailure, "error parsing plugin configuration", err.Error())
+	}
+	if err := decodableAsAny(data); err != nil {
+		return nil, NewError(ErrDecodingFailure, "error parsing plugin configuration", err.Error())
+	}
+	if len(nc.RawPrevResult) > 0 && !isJSONObjectOrNull(nc.RawPrevResult) {
+		return nil, NewError(ErrDecodingFailure, "error parsing plugin configuration", "prevResult must be a JSON object")
 	}
 	if nc.Type == "" {
 		return nil, NewError(ErrInvalidNetworkConfig, "error parsing plugin configuration", "missing 'type'")
@@ -106,58 +117,106 @@ func ParsePluginConfig(data []byte) (*PluginConfig, error) {
 	return &PluginConfig{Network: nc, Bytes: append([]byte(nil), data...)}, nil
 }
 
-// ParseConfigList parses a conflist. Plugins from the network's subdirectory
-// are not loaded here (see runtime.LoadConfList); a list may therefore come
-// back with no plugins only when plugins may still be merged in.
+// ParseConfigList parses a conflist. Top-level keys are matched exactly (as
+// the reference does; plugin objects are decoded case-insensitively like any
+// Go struct). The name must be valid, cniVersion (and every cniVersions entry)
+// a parsable version; the selected version is the highest of cniVersion ∪
+// cniVersions not above CurrentVersion (see SelectVersion).
+//
+// Plugins from the network's subdirectory are not loaded here (see
+// runtime.LoadConfList); a list without a "plugins" key therefore comes back
+// with no plugins unless loadOnlyInlinedPlugins is set, which makes it an
+// error. An empty "plugins" array is always an error.
 func ParseConfigList(data []byte) (*NetworkConfigList, error) {
-	var raw struct {
-		CNIVersion             string            `json:"cniVersion"`
-		CNIVersions            []string          `json:"cniVersions"`
-		Name                   string            `json:"name"`
-		DisableCheck           Bool              `json:"disableCheck"`
-		DisableGC              Bool              `json:"disableGC"`
-		LoadOnlyInlinedPlugins Bool              `json:"loadOnlyInlinedPlugins"`
-		Plugins                []json.RawMessage `json:"plugins"`
+	fail := func(code uint, format string, args ...any) (*NetworkConfigList, error) {
+		return nil, NewError(code, "error parsing configuration list", fmt.Sprintf(format, args...))
 	}
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, NewError(ErrDecodingFailure, "error parsing configuration list", err.Error())
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		return fail(ErrDecodingFailure, "%v", err)
 	}
-	var probe map[string]json.RawMessage
-	_ = json.Unmarshal(data, &probe)
-	_, hasPlugins := probe["plugins"]
-	if raw.Name == "" {
-		return nil, NewError(ErrInvalidNetworkConfig, "error parsing configuration list", "no name")
+	if top == nil {
+		return fail(ErrDecodingFailure, "the configuration list must be a JSON object")
 	}
-	if err := ValidateNetworkName(raw.Name); err != nil {
+	if err := decodableAsAny(data); err != nil {
+		return fail(ErrDecodingFailure, "%v", err)
+	}
+	var (
+		name, cniVersion                     string
+		cniVersions                          []string
+		disableCheck, disableGC, onlyInlined Bool
+		plugins                              []json.RawMessage
+	)
+	fields := []struct {
+		key string
+		dst any
+	}{
+		{"name", &name}, {"cniVersion", &cniVersion}, {"cniVersions", &cniVersions},
+		{"disableCheck", &disableCheck}, {"disableGC", &disableGC},
+		{"loadOnlyInlinedPlugins", &onlyInlined}, {"plugins", &plugins},
+	}
+	for _, f := range fields {
+		raw, ok := top[f.key]
+		if !ok {
+			continue
+		}
+		if string(raw) == "null" {
+			return fail(ErrDecodingFailure, "%s must not be null", f.key)
+		}
+		if err := json.Unmarshal(raw, f.dst); err != nil {
+			return fail(ErrDecodingFailure, "%s: %v", f.key, err)
+		}
+	}
+	if _, ok := top["name"]; !ok {
+		return fail(ErrInvalidNetworkConfig, "no name")
+	}
+	if err := ValidateNetworkName(name); err != nil {
 		return nil, err
 	}
-	if bool(raw.LoadOnlyInlinedPlugins) && !hasPlugins {
-		return nil, NewError(ErrInvalidNetworkConfig, "error parsing configuration list",
-			"loadOnlyInlinedPlugins is true but there is no 'plugins' key")
+	if _, _, _, err := ParseVersion(cniVersion); err != nil {
+		return fail(ErrInvalidNetworkConfig, "invalid cniVersion: %v", err)
 	}
-	if hasPlugins && len(raw.Plugins) == 0 {
-		return nil, NewError(ErrInvalidNetworkConfig, "error parsing configuration list", "no plugins in list")
+	_, hasPlugins := top["plugins"]
+	if bool(onlyInlined) && !hasPlugins {
+		return fail(ErrInvalidNetworkConfig, "loadOnlyInlinedPlugins is true but there is no 'plugins' key")
 	}
-	v, err := SelectVersion(raw.CNIVersion, raw.CNIVersions)
+	if hasPlugins && len(plugins) == 0 {
+		return fail(ErrInvalidNetworkConfig, "no plugins in list")
+	}
+	v, err := SelectVersion(cniVersion, cniVersions)
 	if err != nil {
-		return nil, NewError(ErrInvalidNetworkConfig, "error parsing configuration list", err.Error())
+		return fail(ErrInvalidNetworkConfig, "%v", err)
 	}
 	list := &NetworkConfigList{
-		Name:                   raw.Name,
+		Name:                   name,
 		CNIVersion:             v,
-		DisableCheck:           bool(raw.DisableCheck),
-		DisableGC:              bool(raw.DisableGC),
-		LoadOnlyInlinedPlugins: bool(raw.LoadOnlyInlinedPlugins),
+		DisableCheck:           bool(disableCheck),
+		DisableGC:              bool(disableGC),
+		LoadOnlyInlinedPlugins: bool(onlyInlined),
 		Bytes:                  append([]byte(nil), data...),
 	}
-	for i, p := range raw.Plugins {
+	for i, p := range plugins {
 		pc, err := ParsePluginConfig(p)
 		if err != nil {
-			return nil, fmt.Errorf("plugin %d: %w", i, err)
+			e := AsError(err, ErrInvalidNetworkConfig)
+			return nil, &Error{Code: e.Code, Msg: fmt.Sprintf("plugin %d: %s", i, e.Msg), Details: e.Details}
 		}
 		list.Plugins = append(list.Plugins, pc)
 	}
 	return list, nil
+}
+
+// decodableAsAny checks data decodes as generic JSON, as the reference
+// library decodes configs (so, e.g., a number too large for a float64, which
+// the reference cannot load, is refused here too).
+func decodableAsAny(data []byte) error {
+	var v any
+	return json.Unmarshal(data, &v)
+}
+
+func isJSONObjectOrNull(raw json.RawMessage) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(raw, &m) == nil
 }
 
 // ConfListFromConf wraps a single-plugin config (.conf/.json, deprecated) in

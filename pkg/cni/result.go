@@ -75,25 +75,41 @@ func (ip *IPConfig) Family() string {
 	return "6"
 }
 
-// ---- JSON of the building blocks (shared by every version) ----
+// MarshalJSON prints the address in the 1.x shape (no "version" field).
+func (ip IPConfig) MarshalJSON() ([]byte, error) {
+	j, err := ipToJSON(&ip, false)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(j)
+}
 
-type routeJSON struct {
-	Dst      string `json:"dst"`
-	GW       string `json:"gw,omitempty"`
-	MTU      int    `json:"mtu,omitempty"`
-	AdvMSS   int    `json:"advmss,omitempty"`
-	Priority int    `json:"priority,omitempty"`
-	Table    *int   `json:"table,omitempty"`
-	Scope    *int   `json:"scope,omitempty"`
+// UnmarshalJSON parses an address in any version's list shape; a "version"
+// field, if present, must match the address family.
+func (ip *IPConfig) UnmarshalJSON(data []byte) error {
+	var j ipJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	parsed, err := ipFromJSON(j, j.Version != "")
+	if err != nil {
+		return err
+	}
+	*ip = *parsed
+	return nil
 }
 
 // MarshalJSON prints the route with CIDR dst and optional fields.
 func (r Route) MarshalJSON() ([]byte, error) {
-	j := routeJSON{Dst: cidrString(r.Dst), MTU: r.MTU, AdvMSS: r.AdvMSS, Priority: r.Priority, Table: r.Table, Scope: r.Scope}
-	if r.GW != nil {
-		j.GW = r.GW.String()
+	dst, err := cidrText(r.Dst)
+	if err != nil {
+		return nil, fmt.Errorf("route dst: %w", err)
 	}
-	return json.Marshal(j)
+	gw, err := ipText(r.GW)
+	if err != nil {
+		return nil, fmt.Errorf("route gw: %w", err)
+	}
+	return json.Marshal(routeJSON{Dst: dst, GW: gw, MTU: r.MTU, AdvMSS: r.AdvMSS, Priority: r.Priority, Table: r.Table, Scope: r.Scope})
 }
 
 // UnmarshalJSON parses a route; dst must be a CIDR, gw an address.
@@ -117,7 +133,10 @@ func (r *Route) UnmarshalJSON(data []byte) error {
 }
 
 func (r *Route) String() string {
-	b, _ := r.MarshalJSON()
+	b, err := r.MarshalJSON()
+	if err != nil {
+		return fmt.Sprintf("<invalid route: %v>", err)
+	}
 	return string(b)
 }
 
@@ -135,59 +154,32 @@ func ParseCIDR(s string) (*net.IPNet, error) {
 	return n, nil
 }
 
-func cidrString(n net.IPNet) string {
+// cidrText formats an address with prefix and checks that the text parses
+// back (a nil IP or a non-canonical mask would print something unreadable).
+func cidrText(n net.IPNet) (string, error) {
 	if n.IP == nil {
-		return ""
+		return "", fmt.Errorf("no address set")
 	}
-	return n.String()
+	s := n.String()
+	if _, _, err := net.ParseCIDR(s); err != nil {
+		return "", fmt.Errorf("address %v with mask %v cannot be written as CIDR", n.IP, n.Mask)
+	}
+	return s, nil
 }
 
-// ---- versioned encodings ----
-
-type ipJSON struct {
-	Version   string `json:"version,omitempty"` // 0.3.x/0.4.0 only
-	Interface *int   `json:"interface,omitempty"`
-	Address   string `json:"address"`
-	Gateway   string `json:"gateway,omitempty"`
+// ipText formats an optional address ("" for nil) and rejects malformed ones.
+func ipText(ip net.IP) (string, error) {
+	if ip == nil {
+		return "", nil
+	}
+	if len(ip) != net.IPv4len && len(ip) != net.IPv6len {
+		return "", fmt.Errorf("malformed IP address (%d bytes)", len(ip))
+	}
+	return ip.String(), nil
 }
 
-type ifaceJSON040 struct {
-	Name    string `json:"name"`
-	Mac     string `json:"mac,omitempty"`
-	Sandbox string `json:"sandbox,omitempty"`
-}
-
-type result100 struct {
-	CNIVersion string       `json:"cniVersion"`
-	Interfaces []*Interface `json:"interfaces,omitempty"`
-	IPs        []ipJSON     `json:"ips,omitempty"`
-	Routes     []*Route     `json:"routes,omitempty"`
-	DNS        *DNS         `json:"dns,omitempty"`
-}
-
-type result040 struct {
-	CNIVersion string         `json:"cniVersion"`
-	Interfaces []ifaceJSON040 `json:"interfaces,omitempty"`
-	IPs        []ipJSON       `json:"ips,omitempty"`
-	IP         []ipJSON       `json:"ip,omitempty"` // the 0.3.0 spec text's name, accepted on input
-	Routes     []*Route       `json:"routes,omitempty"`
-	DNS        DNS            `json:"dns"`
-}
-
-type ip020 struct {
-	IP      string   `json:"ip"`
-	Gateway string   `json:"gateway,omitempty"`
-	Routes  []*Route `json:"routes,omitempty"`
-}
-
-type result020 struct {
-	CNIVersion string `json:"cniVersion"`
-	IP4        *ip020 `json:"ip4,omitempty"`
-	IP6        *ip020 `json:"ip6,omitempty"`
-	DNS        DNS    `json:"dns"`
-}
-
-// family of a version: "020" (0.1.0, 0.2.0, ""), "040" (0.3.0–0.4.0), "100" (1.0.0, 1.1.0).
+// versionFamily names the result format of a version: "020" (0.1.0, 0.2.0,
+// ""), "040" (0.3.0–0.4.0), "100" (1.0.0, 1.1.0).
 func versionFamily(v string) (string, error) {
 	switch v {
 	case "", Version010, Version020:
@@ -212,58 +204,142 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 	return r.Encode(r.CNIVersion)
 }
 
+// UnmarshalJSON decodes a result of any version (see ParseResult). A result
+// without cniVersion is taken to be in the version r already carries.
+func (r *Result) UnmarshalJSON(data []byte) error {
+	parsed, err := ParseResult(data, r.CNIVersion)
+	if err != nil {
+		return err
+	}
+	*r = *parsed
+	return nil
+}
+
 // Encode converts the result to version v by the spec's rules and returns its
-// JSON. Converting to 0.1.0/0.2.0 keeps the first IPv4 and first IPv6 address
-// and fails when there is none.
+// JSON. The empty version means 0.1.0. Converting to 0.1.0/0.2.0 keeps the
+// first IPv4 and first IPv6 address, only routes of a family that has an
+// address, and only their dst and gw; it fails when there is no address.
+// A result holding a nil entry or an address that cannot be printed is an
+// error, never a panic or unreadable output.
 func (r *Result) Encode(v string) ([]byte, error) {
+	if v == "" {
+		v = Version010
+	}
 	fam, err := versionFamily(v)
 	if err != nil {
-		return nil, fmt.Errorf("no converter for CNI result version %s to %s", r.CNIVersion, v)
+		from := r.CNIVersion
+		if from == "" {
+			from = CurrentVersion
+		}
+		return nil, NewError(ErrIncompatibleCNIVersion, fmt.Sprintf("no converter for CNI result version %s to %s", from, v), "")
+	}
+	if err := r.check(); err != nil {
+		return nil, err
 	}
 	switch fam {
 	case "100":
-		out := result100{CNIVersion: v, Interfaces: r.Interfaces, Routes: r.Routes}
-		for _, ip := range r.IPs {
-			out.IPs = append(out.IPs, ipToJSON(ip, false))
-		}
-		if !r.DNS.IsEmpty() {
-			d := r.DNS
-			out.DNS = &d
-		}
-		return json.Marshal(out)
+		return r.encode100(v)
 	case "040":
-		out := result040{CNIVersion: v, Routes: r.Routes, DNS: r.DNS}
-		for _, i := range r.Interfaces {
-			out.Interfaces = append(out.Interfaces, ifaceJSON040{Name: i.Name, Mac: i.Mac, Sandbox: i.Sandbox})
-		}
-		for _, ip := range r.IPs {
-			out.IPs = append(out.IPs, ipToJSON(ip, true))
-		}
-		return json.Marshal(out)
+		return r.encode040(v)
 	default:
-		out := result020{CNIVersion: v, DNS: r.DNS}
-		for _, ip := range r.IPs {
-			if ip.IsV4() && out.IP4 == nil {
-				out.IP4 = &ip020{IP: cidrString(ip.Address), Gateway: ipString(ip.Gateway)}
-			} else if !ip.IsV4() && out.IP6 == nil {
-				out.IP6 = &ip020{IP: cidrString(ip.Address), Gateway: ipString(ip.Gateway)}
-			}
-		}
-		if out.IP4 == nil && out.IP6 == nil {
-			return nil, fmt.Errorf("cannot convert: no valid IP addresses")
-		}
-		for _, rt := range r.Routes {
-			simple := &Route{Dst: rt.Dst, GW: rt.GW}
-			if rt.Dst.IP.To4() != nil {
-				if out.IP4 != nil {
-					out.IP4.Routes = append(out.IP4.Routes, simple)
-				}
-			} else if out.IP6 != nil {
-				out.IP6.Routes = append(out.IP6.Routes, simple)
-			}
-		}
-		return json.Marshal(out)
+		return r.encode020(v)
 	}
+}
+
+// check rejects content no version can print.
+func (r *Result) check() error {
+	bad := func(format string, args ...any) error {
+		return NewError(ErrInternal, "invalid CNI result", fmt.Sprintf(format, args...))
+	}
+	for i, intf := range r.Interfaces {
+		if intf == nil {
+			return bad("interfaces[%d] is null", i)
+		}
+	}
+	for i, ip := range r.IPs {
+		if ip == nil {
+			return bad("ips[%d] is null", i)
+		}
+		if _, err := cidrText(ip.Address); err != nil {
+			return bad("ips[%d] address: %v", i, err)
+		}
+		if _, err := ipText(ip.Gateway); err != nil {
+			return bad("ips[%d] gateway: %v", i, err)
+		}
+	}
+	for i, rt := range r.Routes {
+		if rt == nil {
+			return bad("routes[%d] is null", i)
+		}
+		if _, err := cidrText(rt.Dst); err != nil {
+			return bad("routes[%d] dst: %v", i, err)
+		}
+		if _, err := ipText(rt.GW); err != nil {
+			return bad("routes[%d] gw: %v", i, err)
+		}
+	}
+	return nil
+}
+
+func (r *Result) encode100(v string) ([]byte, error) {
+	out := result100{CNIVersion: v, Interfaces: r.Interfaces, Routes: r.Routes}
+	for _, ip := range r.IPs {
+		j, err := ipToJSON(ip, false)
+		if err != nil {
+			return nil, err
+		}
+		out.IPs = append(out.IPs, j)
+	}
+	if !r.DNS.IsEmpty() {
+		d := r.DNS
+		out.DNS = &d
+	}
+	return json.Marshal(out)
+}
+
+func (r *Result) encode040(v string) ([]byte, error) {
+	out := result040{CNIVersion: v, Routes: r.Routes, DNS: r.DNS}
+	for _, i := range r.Interfaces {
+		out.Interfaces = append(out.Interfaces, &ifaceJSON040{Name: i.Name, Mac: i.Mac, Sandbox: i.Sandbox})
+	}
+	for _, ip := range r.IPs {
+		j, err := ipToJSON(ip, true)
+		if err != nil {
+			return nil, err
+		}
+		out.IPs = append(out.IPs, j)
+	}
+	return json.Marshal(out)
+}
+
+func (r *Result) encode020(v string) ([]byte, error) {
+	out := result020{CNIVersion: v, DNS: r.DNS}
+	for _, ip := range r.IPs {
+		slot := &out.IP6
+		if ip.IsV4() {
+			slot = &out.IP4
+		}
+		if *slot != nil {
+			continue
+		}
+		addr, _ := cidrText(ip.Address) // checked by r.check
+		gw, _ := ipText(ip.Gateway)
+		*slot = &ip020{IP: addr, Gateway: gw}
+	}
+	if out.IP4 == nil && out.IP6 == nil {
+		return nil, NewError(ErrIncompatibleCNIVersion, "cannot convert: no valid IP addresses", "")
+	}
+	for _, rt := range r.Routes {
+		simple := &Route{Dst: rt.Dst, GW: rt.GW}
+		if rt.Dst.IP.To4() != nil {
+			if out.IP4 != nil {
+				out.IP4.Routes = append(out.IP4.Routes, simple)
+			}
+		} else if out.IP6 != nil {
+			out.IP6.Routes = append(out.IP6.Routes, simple)
+		}
+	}
+	return json.Marshal(out)
 }
 
 // ConvertTo returns a copy of the result relabelled as version v, with the
@@ -276,8 +352,8 @@ func (r *Result) ConvertTo(v string) (*Result, error) {
 	return ParseResult(data, v)
 }
 
-// Print writes the result to stdout-like w in version v, indented as the
-// reference prints it.
+// Print returns the result in version v as a plugin prints it on stdout:
+// indented by four spaces, as the reference does, with a final newline.
 func (r *Result) Print(v string) ([]byte, error) {
 	data, err := r.Encode(v)
 	if err != nil {
@@ -289,135 +365,4 @@ func (r *Result) Print(v string) ([]byte, error) {
 	}
 	buf.WriteByte('\n')
 	return buf.Bytes(), nil
-}
-
-func ipToJSON(ip *IPConfig, withVersion bool) ipJSON {
-	j := ipJSON{Interface: ip.Interface, Address: cidrString(ip.Address), Gateway: ipString(ip.Gateway)}
-	if withVersion {
-		j.Version = ip.Family()
-	}
-	return j
-}
-
-func ipString(ip net.IP) string {
-	if ip == nil {
-		return ""
-	}
-	return ip.String()
-}
-
-// ParseResult decodes a result of any version. A result without cniVersion
-// is taken to be in defaultVersion (the request's version); "" means 0.1.0.
-func ParseResult(data []byte, defaultVersion string) (*Result, error) {
-	var head struct {
-		CNIVersion string `json:"cniVersion"`
-	}
-	if err := jsonUnmarshal(data, &head); err != nil {
-		return nil, fmt.Errorf("decoding result: %w", err)
-	}
-	v := head.CNIVersion
-	if v == "" {
-		v = defaultVersion
-	}
-	fam, err := versionFamily(v)
-	if err != nil {
-		return nil, err
-	}
-	res := &Result{CNIVersion: v}
-	if v == "" {
-		res.CNIVersion = Version010
-	}
-	switch fam {
-	case "100":
-		var in result100
-		if err := jsonUnmarshal(data, &in); err != nil {
-			return nil, fmt.Errorf("decoding %s result: %w", v, err)
-		}
-		res.Interfaces = in.Interfaces
-		res.Routes = in.Routes
-		if in.DNS != nil {
-			res.DNS = *in.DNS
-		}
-		for _, j := range in.IPs {
-			ip, err := ipFromJSON(j)
-			if err != nil {
-				return nil, err
-			}
-			res.IPs = append(res.IPs, ip)
-		}
-	case "040":
-		var in result040
-		if err := jsonUnmarshal(data, &in); err != nil {
-			return nil, fmt.Errorf("decoding %s result: %w", v, err)
-		}
-		for _, i := range in.Interfaces {
-			res.Interfaces = append(res.Interfaces, &Interface{Name: i.Name, Mac: i.Mac, Sandbox: i.Sandbox})
-		}
-		res.Routes = in.Routes
-		res.DNS = in.DNS
-		ips := in.IPs
-		if len(ips) == 0 {
-			ips = in.IP
-		}
-		for _, j := range ips {
-			ip, err := ipFromJSON(j)
-			if err != nil {
-				return nil, err
-			}
-			res.IPs = append(res.IPs, ip)
-		}
-	default:
-		var in result020
-		if err := jsonUnmarshal(data, &in); err != nil {
-			return nil, fmt.Errorf("decoding %s result: %w", v, err)
-		}
-		res.DNS = in.DNS
-		for _, x := range []*ip020{in.IP4, in.IP6} {
-			if x == nil {
-				continue
-			}
-			ip, err := ipFromJSON(ipJSON{Address: x.IP, Gateway: x.Gateway})
-			if err != nil {
-				return nil, err
-			}
-			res.IPs = append(res.IPs, ip)
-			res.Routes = append(res.Routes, x.Routes...)
-		}
-	}
-	return res, nil
-}
-
-func ipFromJSON(j ipJSON) (*IPConfig, error) {
-	addr, err := ParseCIDR(j.Address)
-	if err != nil {
-		return nil, fmt.Errorf("ip address: %w", err)
-	}
-	ip := &IPConfig{Interface: j.Interface, Address: *addr}
-	if j.Gateway != "" {
-		if ip.Gateway = net.ParseIP(j.Gateway); ip.Gateway == nil {
-			return nil, fmt.Errorf("ip gateway: invalid IP address %q", j.Gateway)
-		}
-	}
-	return ip, nil
-}
-
-// ParsePrevResult decodes a prevResult embedded in a config of version
-// confVersion. It must be in the same result family as the config.
-func ParsePrevResult(raw json.RawMessage, confVersion string) (*Result, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
-	}
-	res, err := ParseResult(raw, confVersion)
-	if err != nil {
-		return nil, NewError(ErrDecodingFailure, "could not parse prevResult", err.Error())
-	}
-	if !SameFamily(res.CNIVersion, confVersion) {
-		return nil, NewError(ErrIncompatibleCNIVersion, "prevResult version does not match the config version",
-			fmt.Sprintf("prevResult is %q, config is %q", res.CNIVersion, confVersion))
-	}
-	return res, nil
-}
-
-func jsonUnmarshal(data []byte, v any) error {
-	return json.Unmarshal(data, v)
 }

@@ -112,7 +112,8 @@ func SelectVersion(cniVersion string, cniVersions []string) (string, error) {
 		}
 	}
 	if len(cands) == 0 {
-		return "", nil
+		// As the reference: nothing usable listed leaves cniVersion as written.
+		return cniVersion, nil
 	}
 	sort.SliceStable(cands, func(i, j int) bool {
 		c, _ := CompareVersions(cands[i], cands[j])
@@ -140,24 +141,22 @@ func (vi *VersionInfo) Supports(v string) bool {
 	return false
 }
 
-// ParseVersionInfo decodes a VERSION answer. A 0.2.0 answer without
-// supportedVersions means [0.1.0, 0.2.0]; any other answer must list them.
+// ParseVersionInfo decodes a VERSION answer. cniVersion must be present and
+// non-empty. A 0.2.0 answer without supportedVersions (absent or empty) means
+// [0.1.0, 0.2.0]; any other answer must list them. Errors are code 6.
 func ParseVersionInfo(data []byte) (*VersionInfo, error) {
-	var raw struct {
-		CNIVersion        *string   `json:"cniVersion"`
-		SupportedVersions *[]string `json:"supportedVersions"`
-	}
+	var raw VersionInfo
 	if err := jsonUnmarshal(data, &raw); err != nil {
 		return nil, NewError(ErrDecodingFailure, "decoding version info", err.Error())
 	}
-	if raw.CNIVersion == nil {
+	if raw.CNIVersion == "" {
 		return nil, NewError(ErrDecodingFailure, "decoding version info", "missing field cniVersion")
 	}
-	if raw.SupportedVersions == nil {
-		if *raw.CNIVersion == Version020 {
+	if len(raw.SupportedVersions) == 0 {
+		if raw.CNIVersion == Version020 {
 			return &VersionInfo{CNIVersion: Version020, SupportedVersions: []string{Version010, Version020}}, nil
 		}
 		return nil, NewError(ErrDecodingFailure, "decoding version info", "missing field supportedVersions")
 	}
-	return &VersionInfo{CNIVersion: *raw.CNIVersion, SupportedVersions: *raw.SupportedVersions}, nil
+	return &raw, nil
 }
