@@ -1,0 +1,110 @@
+// Package link creates, finds and removes the network links plugins hand to
+// containers: veth pairs made inside the container namespace with the host
+// end pushed to the host namespace under a random vethXXXXXXXX name, bridges,
+// renames, MTU/MAC, and deletion that reports the addresses the link had.
+//
+// Everything works through per-namespace netlink handles (Namespace), opened
+// once per plugin invocation, so no OS thread has to switch namespaces for
+// netlink work. Only /proc/sys writes need a switch (see internal/sysctl).
+package link
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/knit-cni/knit/internal/netns"
+	"github.com/vishvananda/netlink"
+	vnetns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Namespace is a network namespace a plugin works in: a netlink handle bound
+// to it and an open file descriptor for it (to move links into it).
+type Namespace struct {
+	// Path is the namespace's path ("" for the plugin's own namespace).
+	Path string
+	// Handle is a NETLINK_ROUTE handle whose socket lives in the namespace.
+	Handle *netlink.Handle
+	fd     vnetns.NsHandle
+}
+
+// Current opens the namespace the plugin runs in (the "host" namespace).
+func Current() (*Namespace, error) {
+	fd, err := vnetns.GetFromPath("/proc/self/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("opening the plugin's own network namespace: %w", err)
+	}
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		fd.Close()
+		return nil, fmt.Errorf("opening a netlink socket: %w", err)
+	}
+	return &Namespace{Handle: h, fd: fd}, nil
+}
+
+// Open opens the namespace at path (e.g. CNI_NETNS). A missing path gives an
+// error for which netns.IsNotExist is true; a path that is not a network
+// namespace is refused.
+func Open(path string) (*Namespace, error) {
+	fd, err := vnetns.GetFromPath(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, &netns.NotExistError{Path: path}
+		}
+		return nil, fmt.Errorf("opening network namespace %q: %w", path, err)
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(fd), &st); err != nil {
+		fd.Close()
+		return nil, fmt.Errorf("checking network namespace %q: %w", path, err)
+	}
+	if st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC {
+		fd.Close()
+		return nil, &netns.NotNSError{Path: path}
+	}
+	h, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
+	if err != nil {
+		fd.Close()
+		return nil, fmt.Errorf("opening a netlink socket in %q: %w", path, err)
+	}
+	return &Namespace{Path: path, Handle: h, fd: fd}, nil
+}
+
+// Fd returns the namespace's file descriptor, valid until Close.
+func (n *Namespace) Fd() int { return int(n.fd) }
+
+// NsHandle returns the namespace handle, e.g. for netlink subscriptions.
+func (n *Namespace) NsHandle() vnetns.NsHandle { return n.fd }
+
+// Close releases the handle and the descriptor.
+func (n *Namespace) Close() {
+	if n == nil {
+		return
+	}
+	if n.Handle != nil {
+		n.Handle.Close()
+	}
+	n.fd.Close()
+}
+
+// IsNotFound reports whether err says a link does not exist.
+func IsNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
+}
+
+// Dump calls fn until it does not report netlink.ErrDumpInterrupted (a dump
+// raced with a change), at most five times, then accepts the last answer,
+// as the reference plugins do.
+func Dump[T any](fn func() (T, error)) (T, error) {
+	var v T
+	var err error
+	for i := 0; i < 5; i++ {
+		v, err = fn()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return v, err
+		}
+	}
+	return v, nil
+}
