@@ -1,8 +1,7 @@
 package runtime
 
 import (
-	"context"
-	"errors"
+	"os"
 
 	"github.com/knit-cni/knit/pkg/cni"
 	"github.com/knit-cni/knit/pkg/cni/invoke"
@@ -27,8 +26,18 @@ type CNI struct {
 
 // New returns a runtime for c.
 func New(c Config) *CNI {
-	return &CNI{paths: c.Paths, cacheDir: c.CacheDir, exec: c.Exec}
+	n := &CNI{paths: append([]string(nil), c.Paths...), cacheDir: c.CacheDir, exec: c.Exec}
+	if n.cacheDir == "" {
+		n.cacheDir = DefaultCacheDir
+	}
+	if n.exec == nil {
+		n.exec = &invoke.RawExec{Stderr: os.Stderr}
+	}
+	return n
 }
+
+// CacheDir returns the directory holding the result cache.
+func (c *CNI) CacheDir() string { return c.cacheDir }
 
 // RuntimeConf names one attachment and the runtime-supplied arguments.
 type RuntimeConf struct {
@@ -57,80 +66,3 @@ type Attachment struct {
 	CacheFile      string
 }
 
-// NotFoundError: the directory holds configurations but none with the name.
-type NotFoundError struct{ Dir, Name string }
-
-func (e NotFoundError) Error() string {
-	return "no net configuration with name \"" + e.Name + "\" in " + e.Dir
-}
-
-// NoConfigsFoundError: the directory holds no network configurations.
-type NoConfigsFoundError struct{ Dir string }
-
-func (e NoConfigsFoundError) Error() string { return "no net configurations found in " + e.Dir }
-
-var errTODO = errors.New("runtime: not implemented yet")
-
-// AddNetworkList runs ADD of every plugin of list in order.
-func (c *CNI) AddNetworkList(ctx context.Context, list *cni.NetworkConfigList, rt *RuntimeConf) (*cni.Result, error) {
-	return nil, errTODO
-}
-
-// CheckNetworkList runs CHECK of every plugin of list in order.
-func (c *CNI) CheckNetworkList(ctx context.Context, list *cni.NetworkConfigList, rt *RuntimeConf) error {
-	return errTODO
-}
-
-// DelNetworkList runs DEL of every plugin of list in reverse order.
-func (c *CNI) DelNetworkList(ctx context.Context, list *cni.NetworkConfigList, rt *RuntimeConf) error {
-	return errTODO
-}
-
-// GCNetworkList removes stale attachments of list.
-func (c *CNI) GCNetworkList(ctx context.Context, list *cni.NetworkConfigList, args *GCArgs) error {
-	return errTODO
-}
-
-// GetStatusNetworkList runs STATUS of every plugin of list.
-func (c *CNI) GetStatusNetworkList(ctx context.Context, list *cni.NetworkConfigList) error {
-	return errTODO
-}
-
-// GetVersionInfo asks the plugin of type pluginType which versions it supports.
-func (c *CNI) GetVersionInfo(ctx context.Context, pluginType string) (*cni.VersionInfo, error) {
-	return nil, errTODO
-}
-
-// ValidateNetworkList checks every plugin exists and supports the list's version; returns enabled capabilities.
-func (c *CNI) ValidateNetworkList(ctx context.Context, list *cni.NetworkConfigList) ([]string, error) {
-	return nil, errTODO
-}
-
-// GetNetworkListCachedResult returns the cached result of an attachment.
-func (c *CNI) GetNetworkListCachedResult(list *cni.NetworkConfigList, rt *RuntimeConf) (*cni.Result, error) {
-	return nil, errTODO
-}
-
-// GetNetworkListCachedConfig returns the cached config and runtime args of an attachment.
-func (c *CNI) GetNetworkListCachedConfig(list *cni.NetworkConfigList, rt *RuntimeConf) ([]byte, *RuntimeConf, error) {
-	return nil, nil, errTODO
-}
-
-// GetCachedAttachments lists cached attachments of containerID ("" = all).
-func (c *CNI) GetCachedAttachments(containerID string) ([]*Attachment, error) {
-	return nil, errTODO
-}
-
-// ConfFiles lists files in dir with one of extensions.
-func ConfFiles(dir string, extensions []string) ([]string, error) { return nil, errTODO }
-
-// LoadConfList loads the network named name from dir.
-func LoadConfList(dir, name string) (*cni.NetworkConfigList, error) { return nil, errTODO }
-
-// LoadAllConfLists loads every network in dir.
-func LoadAllConfLists(dir string) ([]*cni.NetworkConfigList, error) { return nil, errTODO }
-
-// BuildPluginConfig derives a plugin's request configuration.
-func BuildPluginConfig(plugin *cni.PluginConfig, name, version string, inject map[string]any) ([]byte, error) {
-	return nil, errTODO
-}
