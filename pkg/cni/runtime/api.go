@@ -65,4 +65,3 @@ type Attachment struct {
 	Result         *cni.Result // nil if the cache holds none or it is unreadable
 	CacheFile      string
 }
-
