@@ -2,6 +2,12 @@
 // the knit plugin binaries. Every namespace carries a unique name and is
 // removed by t.Cleanup, on success and failure alike, so tests never touch
 // the machine's root namespace and parallel packages never collide.
+//
+// Plugins builds cmd/knit-plugin once per test binary; Exec runs one of its
+// types (or any CNI plugin binary) inside a test-made "host" namespace, the
+// way a runtime would, and Run runs any command inside a namespace. A test
+// package that builds plugins uses Main as its TestMain so the build
+// directory is removed at exit.
 package nstest
 
 import (
@@ -67,7 +73,7 @@ func repoRoot() string {
 // Plugins builds cmd/knit-plugin once per test binary and returns a
 // directory holding it as links named by every plugin type, ready to be
 // CNI_PATH. The directory is removed when the process exits only if the
-// caller arranges it (TestMain); it lives under os.TempDir.
+// caller arranges it (use Main as TestMain); it lives under os.TempDir.
 func Plugins(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -86,20 +92,28 @@ func BuildPlugins() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := buildInto(dir); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
+}
+
+func buildInto(dir string) error {
 	bin := filepath.Join(dir, "knit-plugin")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/knit-plugin")
 	cmd.Dir = repoRoot()
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/knit-plugin: %v\n%s", err, out)
+		return fmt.Errorf("go build ./cmd/knit-plugin: %v\n%s", err, out)
 	}
 	out, err := exec.Command(bin, "--list").Output()
 	if err != nil {
-		return "", fmt.Errorf("%s --list: %v", bin, err)
+		return fmt.Errorf("%s --list: %v", bin, err)
 	}
 	for _, typ := range strings.Fields(string(out)) {
 		if err := os.Symlink("knit-plugin", filepath.Join(dir, typ)); err != nil {
-			return "", err
+			return err
 		}
 	}
-	return dir, nil
+	return nil
 }

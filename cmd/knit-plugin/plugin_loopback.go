@@ -1,0 +1,5 @@
+package main
+
+import "github.com/knit-cni/knit/plugins/main/loopback"
+
+func init() { register(loopback.Plugin{}, loopback.Info) }
