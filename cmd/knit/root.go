@@ -101,6 +101,7 @@ for any runtime to use ("knit install").`,
 		newAddCmd(g), newDelCmd(g), newCheckCmd(g),
 		newGCCmd(g), newStatusCmd(g), newVersionCmd(g),
 		newLsCmd(g), newRunCmd(g), newNetnsCmd(g), newInstallCmd(g),
+		newDemoCmd(g),
 	)
 	return root
 }
