@@ -251,7 +251,7 @@ func assertNoReservations(t *testing.T, e *env, network string) {
 func TestHelp(t *testing.T) {
 	e := newEnv(t)
 	for _, verb := range [][]string{{}, {"add"}, {"del"}, {"check"}, {"gc"}, {"status"}, {"version"}, {"ls"},
-		{"run"}, {"install"}, {"netns"}, {"netns", "add"}, {"netns", "del"}, {"netns", "ls"}, {"netns", "exec"}} {
+		{"run"}, {"install"}, {"demo"}, {"netns"}, {"netns", "add"}, {"netns", "del"}, {"netns", "ls"}, {"netns", "exec"}} {
 		r := e.ok(append(verb, "--help")...)
 		if !strings.Contains(r.stdout, "Usage:") || !strings.Contains(r.stdout, "knit") {
 			t.Errorf("knit %v --help: %s", verb, r)
