@@ -1,0 +1,400 @@
+// Package hostlocal is the host-local IPAM plugin: it allocates one address
+// per range set from files on local disk, config- and layout-compatible with
+// the reference plugin (see package store for the layout), and adds what the
+// reference lacks: an idempotent re-ADD, GC and STATUS, and lock errors that
+// are errors.
+//
+// Every ADD, DEL, CHECK and GC holds the network's lock for its whole run and
+// lists the directory once. ADD reads file contents only where the owner
+// hints do not already say who owns an address; DEL reads the files the hints
+// attribute to its container or to nobody; CHECK and GC read every file.
+//
+// An address file that is empty or blank (a writer crashed between creating
+// and filling it) is owned by nobody. ADD leaves it alone while it is younger
+// than EmptyFileGrace (a writer that ignores the lock, as the reference does
+// on lock errors, might still be filling it) and reclaims it after; GC always
+// releases it.
+package hostlocal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/knit-cni/knit/pkg/cni"
+	"github.com/knit-cni/knit/pkg/cni/skel"
+	"github.com/knit-cni/knit/plugins/ipam/hostlocal/store"
+)
+
+// EmptyFileGrace is how old an empty address file must be before ADD may
+// reclaim it.
+const EmptyFileGrace = time.Minute
+
+// Info describes the plugin.
+var Info = skel.Info{
+	Name:  "host-local",
+	About: "knit host-local IPAM: addresses from range sets, allocations on local disk",
+}
+
+// Plugin is the host-local plugin.
+var Plugin skel.Plugin = hostLocal{}
+
+type hostLocal struct{}
+
+var (
+	_ skel.GCer     = hostLocal{}
+	_ skel.Statuser = hostLocal{}
+)
+
+// Add allocates one address per range set, or returns the addresses the
+// container ID + ifname already holds.
+func (hostLocal) Add(_ context.Context, req *skel.Request) (*cni.Result, error) {
+	cfg, err := LoadConfig(req.Config, req.Args)
+	if err != nil {
+		return nil, err
+	}
+	res := &cni.Result{CNIVersion: req.Version, Routes: cfg.Routes}
+	if cfg.ResolvConf != "" {
+		if res.DNS, err = ReadResolvConf(cfg.ResolvConf); err != nil {
+			return nil, err
+		}
+	}
+	st, err := store.Open(cfg.DataDir, cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	me := store.Owner{ContainerID: req.ContainerID, IfName: req.IfName}
+	snap, err := st.Scan()
+	if err != nil {
+		return nil, err
+	}
+	owners := resolve(st, snap, &me)
+	var mine []netip.Addr
+	for a, o := range owners {
+		switch {
+		case o == me:
+			mine = append(mine, a)
+		case o.IsZero():
+			if age, err := st.Age(a); err == nil && age > EmptyFileGrace {
+				slog.Info("host-local: reclaiming empty address file", "ip", a, "age", age)
+				if st.Release(a, snap.Allocated[a]) == nil {
+					delete(snap.Allocated, a)
+				}
+			}
+		}
+	}
+	slices.SortFunc(mine, netip.Addr.Compare)
+
+	var reserved []netip.Addr // by this ADD, released again on failure
+	fail := func(err error) (*cni.Result, error) {
+		for _, a := range reserved {
+			if rerr := st.Release(a, []store.Owner{me}); rerr != nil {
+				slog.Warn("host-local: cannot roll back reservation", "ip", a, "err", rerr)
+			}
+		}
+		return nil, err
+	}
+	for i, set := range cfg.Sets {
+		want, requested := cfg.Requested[i]
+		held := netip.Addr{}
+		for _, a := range mine {
+			if set.Contains(a) {
+				held = a
+				break
+			}
+		}
+		var got netip.Addr
+		switch {
+		case held.IsValid():
+			if requested && want != held {
+				return fail(cni.Errorf(cni.ErrInvalidNetworkConfig,
+					"container %s interface %s already holds %s in range set %d, not the requested %s: DEL the attachment first",
+					me.ContainerID, me.IfName, held, i, want))
+			}
+			got = held
+		case requested:
+			if err := reserveRequested(st, snap, owners, want, me, i); err != nil {
+				return fail(err)
+			}
+			got = want
+			reserved = append(reserved, got)
+		default:
+			last, _ := st.LastReserved(i)
+			for _, a := range set.From(last) {
+				if _, taken := snap.Allocated[a]; taken {
+					continue
+				}
+				ok, err := st.Reserve(a, me, i)
+				if err != nil {
+					return fail(err)
+				}
+				if ok {
+					got = a
+					break
+				}
+			}
+			if !got.IsValid() {
+				return fail(cni.Errorf(cni.ErrPluginNotAvailable,
+					"no IP addresses available in range set %d (%s): all %d are allocated; DEL or GC unused attachments, or widen the range",
+					i, set, set.Size()))
+			}
+			reserved = append(reserved, got)
+		}
+		snap.Allocated[got] = []store.Owner{me}
+		r := set[set.RangeFor(got)]
+		res.IPs = append(res.IPs, &cni.IPConfig{
+			Address: net.IPNet{IP: net.IP(got.AsSlice()), Mask: net.CIDRMask(r.Subnet.Bits(), got.BitLen())},
+			Gateway: net.IP(r.Gateway.AsSlice()),
+		})
+	}
+	return res, nil
+}
+
+func reserveRequested(st *store.Store, snap *store.Snapshot, owners map[netip.Addr]store.Owner, a netip.Addr, me store.Owner, set int) error {
+	taken := func() error {
+		who, ok := owners[a]
+		if !ok {
+			who, _ = st.ReadOwner(a)
+		}
+		return cni.Errorf(cni.ErrTryAgainLater, "requested IP address %s is already allocated to %q: it must be released (DEL) before it can be given to container %s",
+			a, who.String(), me.ContainerID)
+	}
+	if _, ok := snap.Allocated[a]; ok {
+		return taken()
+	}
+	ok, err := st.Reserve(a, me, set)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return taken()
+	}
+	return nil
+}
+
+// resolve reads the owner of every allocated address whose hints do not
+// settle it, and repairs hints that disagree with the file. With me set,
+// addresses whose only hint names someone else are skipped (absent from the
+// result); with me nil every file is read.
+func resolve(st *store.Store, snap *store.Snapshot, me *store.Owner) map[netip.Addr]store.Owner {
+	for _, h := range snap.StaleHints {
+		if err := st.RemoveHint(h); err != nil {
+			slog.Debug("host-local: cannot remove stale hint", "err", err)
+		}
+	}
+	snap.StaleHints = nil
+	out := make(map[netip.Addr]store.Owner)
+	for a, hints := range snap.Allocated {
+		if me != nil && len(hints) == 1 && hints[0] != *me {
+			continue
+		}
+		o, err := st.ReadOwner(a)
+		if errors.Is(err, os.ErrNotExist) {
+			delete(snap.Allocated, a)
+			continue
+		}
+		if err != nil {
+			slog.Warn("host-local: cannot read address file; treating it as taken", "ip", a, "err", err)
+			continue
+		}
+		out[a] = o
+		if len(hints) == 1 && hints[0] == o {
+			continue
+		}
+		for _, h := range hints {
+			if h != o {
+				st.RemoveHint(store.Hint{Addr: a, Owner: h})
+			}
+		}
+		if !o.IsZero() && !o.Legacy() && !slices.Contains(hints, o) {
+			st.AddHint(store.Hint{Addr: a, Owner: o})
+		}
+		snap.Allocated[a] = []store.Owner{o}
+	}
+	return out
+}
+
+// storeConf is the part of the config DEL and GC need: they must work even
+// when the ranges no longer validate.
+type storeConf struct {
+	Name string `json:"name"`
+	IPAM struct {
+		DataDir string `json:"dataDir"`
+	} `json:"ipam"`
+}
+
+func openStore(data []byte) (*store.Store, error) {
+	var c storeConf
+	if err := json.Unmarshal(data, &c); err != nil {
+		return nil, cni.NewError(cni.ErrDecodingFailure, "cannot decode the network config", err.Error())
+	}
+	if c.IPAM.DataDir == "" {
+		c.IPAM.DataDir = DefaultDataDir
+	}
+	return store.Open(c.IPAM.DataDir, c.Name)
+}
+
+// Del releases every address the container ID + ifname holds (falling back
+// to legacy files naming only the container ID). Releasing nothing is fine.
+func (hostLocal) Del(_ context.Context, req *skel.Request) error {
+	st, err := openStore(req.Config)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	snap, err := st.Scan()
+	if err != nil {
+		return err
+	}
+	me := store.Owner{ContainerID: req.ContainerID, IfName: req.IfName}
+	owners := resolve(st, snap, &me)
+	var exact, legacy []netip.Addr
+	for a, o := range owners {
+		if o == me {
+			exact = append(exact, a)
+		} else if o.Legacy() && o.ContainerID == me.ContainerID {
+			legacy = append(legacy, a)
+		}
+	}
+	if len(exact) == 0 {
+		exact = legacy
+	}
+	var errs []error
+	for _, a := range exact {
+		if err := st.Release(a, snap.Allocated[a]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return joinErrors("DEL could not release every address", errs)
+}
+
+// Check verifies the container ID + ifname holds an address in every range
+// set, and that the addresses prevResult lists in our ranges are its own.
+func (hostLocal) Check(_ context.Context, req *skel.Request) error {
+	cfg, err := LoadConfig(req.Config, req.Args)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(cfg.DataDir, cfg.Name)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	snap, err := st.Scan()
+	if err != nil {
+		return err
+	}
+	me := store.Owner{ContainerID: req.ContainerID, IfName: req.IfName}
+	owners := resolve(st, snap, nil)
+	for i, set := range cfg.Sets {
+		found := false
+		for a, o := range owners {
+			if (o == me || o.Legacy() && o.ContainerID == me.ContainerID) && set.Contains(a) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return cni.Errorf(cni.ErrUnknownContainer, "host-local: container %s interface %s holds no address in range set %d (%s) of network %s",
+				me.ContainerID, me.IfName, i, set, cfg.Name)
+		}
+	}
+	if req.PrevResult != nil {
+		for _, ip := range req.PrevResult.IPs {
+			a, ok := netip.AddrFromSlice(ip.Address.IP)
+			if !ok {
+				continue
+			}
+			a = a.Unmap()
+			inSet := false
+			for _, set := range cfg.Sets {
+				inSet = inSet || set.Contains(a)
+			}
+			if !inSet {
+				continue
+			}
+			if o := owners[a]; o != me && !(o.Legacy() && o.ContainerID == me.ContainerID) {
+				return cni.Errorf(cni.ErrUnknownContainer, "host-local: prevResult lists %s for container %s interface %s, but the data directory gives it to %q",
+					a, me.ContainerID, me.IfName, o.String())
+			}
+		}
+	}
+	return nil
+}
+
+// GC releases every address whose owner is not among the valid attachments
+// (cni.dev/valid-attachments, or the older cni.dev/attachments). Legacy files
+// naming only a container ID stay while any valid attachment has that ID;
+// empty files are released. It continues past errors and reports them all.
+func (hostLocal) GC(_ context.Context, req *skel.Request) error {
+	st, err := openStore(req.Config)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	snap, err := st.Scan()
+	if err != nil {
+		return err
+	}
+	valid := map[store.Owner]bool{}
+	validID := map[string]bool{}
+	for _, att := range req.NetConf.Attachments() {
+		valid[store.Owner{ContainerID: att.ContainerID, IfName: att.IfName}] = true
+		validID[att.ContainerID] = true
+	}
+	owners := resolve(st, snap, nil)
+	var errs []error
+	for a, o := range owners {
+		keep := valid[o] || o.Legacy() && validID[o.ContainerID]
+		if keep {
+			continue
+		}
+		slog.Info("host-local: GC releasing address", "network", req.NetConf.Name, "ip", a, "owner", o.String())
+		if err := st.Release(a, snap.Allocated[a]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if n := len(snap.Allocated) - len(owners); n > 0 {
+		errs = append(errs, fmt.Errorf("%d address files could not be read (see the warnings on stderr)", n))
+	}
+	return joinErrors("GC could not release every stale address", errs)
+}
+
+// Status fails with code 50 when some range set has no free address left.
+func (hostLocal) Status(_ context.Context, req *skel.Request) error {
+	cfg, err := LoadConfig(req.Config, "")
+	if err != nil {
+		return err
+	}
+	snap, err := store.Peek(cfg.DataDir, cfg.Name)
+	if err != nil {
+		return err
+	}
+	for i, set := range cfg.Sets {
+		var used uint64
+		for a := range snap.Allocated {
+			if set.Allocatable(a) {
+				used++
+			}
+		}
+		if size := set.Size(); used >= size {
+			return cni.Errorf(cni.ErrPluginNotAvailable, "no IP addresses available in range set %d (%s): all %d are allocated", i, set, size)
+		}
+	}
+	return nil
+}
+
+func joinErrors(msg string, errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return cni.NewError(cni.ErrIOFailure, msg, errors.Join(errs...).Error())
+}

@@ -1,0 +1,346 @@
+// Package store is host-local's on-disk allocation store, in the reference
+// plugin's layout so a host can switch implementations without losing
+// allocations:
+//
+//	<dataDir>/<network>/<ip>                  one file per allocated address, "<containerID>\r\n<ifname>"
+//	<dataDir>/<network>/last_reserved_ip.<N>  the last address reserved from range set N
+//	<dataDir>/<network>/lock                  flock(2)ed around every operation
+//
+// knit adds one thing beside it, which the reference never reads:
+//
+//	<dataDir>/.knit/<network>/<ip>~<containerID>~<ifname>   empty "owner hint" files
+//
+// Hints let ADD learn who owns which address from directory names alone, so
+// an ADD reads file contents only for addresses without a single hint (files
+// written by another implementation, legacy files, files of a crashed ADD).
+// Hints are only hints: an owner found through one is confirmed by reading the
+// address file, and a hint whose address file is gone is removed. The address
+// file is created before its hint and the hint removed before its file, so a
+// crash leaves at worst an address without a hint, which is read like a
+// foreign file.
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/knit-cni/knit/pkg/cni"
+)
+
+// Names of the reference layout.
+const (
+	LockFile           = "lock"
+	LastReservedPrefix = "last_reserved_ip."
+	// HintDir is the directory under dataDir holding knit's owner hints.
+	HintDir   = ".knit"
+	lineBreak = "\r\n"
+	hintSep   = "~"
+)
+
+// Owner is the attachment an address file names. IfName is empty for legacy
+// files holding only a container ID; a zero Owner is an empty file.
+type Owner struct {
+	ContainerID string
+	IfName      string
+}
+
+// IsZero reports whether the owner is unknown (an empty or blank file).
+func (o Owner) IsZero() bool { return o.ContainerID == "" }
+
+// Legacy reports whether the file named only a container ID.
+func (o Owner) Legacy() bool { return o.ContainerID != "" && o.IfName == "" }
+
+func (o Owner) String() string {
+	if o.IfName == "" {
+		return o.ContainerID
+	}
+	return o.ContainerID + "/" + o.IfName
+}
+
+// ParseOwner reads an address file's content as the reference does: trimmed,
+// "<id>\r\n<ifname>", or a bare "<id>" in files of older versions.
+func ParseOwner(data []byte) Owner {
+	s := strings.TrimSpace(string(data))
+	id, ifname, _ := strings.Cut(s, "\n")
+	return Owner{ContainerID: strings.TrimSpace(id), IfName: strings.TrimSpace(ifname)}
+}
+
+// Format is the exact file content the reference writes.
+func (o Owner) Format() string {
+	return strings.TrimSpace(o.ContainerID) + lineBreak + o.IfName
+}
+
+// Store is one network's allocation directory, locked while open.
+type Store struct {
+	dir   string
+	hints string
+	lock  *os.File
+}
+
+func ioErr(msg string, err error) *cni.Error {
+	return cni.NewError(cni.ErrIOFailure, msg, err.Error())
+}
+
+// Open creates the network's directories if needed and takes its lock,
+// waiting while another process holds it. Close releases it.
+func Open(dataDir, network string) (*Store, error) {
+	if network == "" || network == "." || network == ".." || strings.ContainsAny(network, "/\x00") {
+		return nil, cni.NewError(cni.ErrInvalidNetworkConfig, "invalid network name for the host-local data directory", fmt.Sprintf("%q", network))
+	}
+	s := &Store{dir: filepath.Join(dataDir, network), hints: filepath.Join(dataDir, HintDir, network)}
+	for _, d := range []string{s.dir, s.hints} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, ioErr("cannot create the host-local data directory: check dataDir and permissions", err)
+		}
+	}
+	// Mode and flags as the reference's go-filemutex creates the lock file.
+	f, err := os.OpenFile(filepath.Join(s.dir, LockFile), os.O_CREATE|os.O_RDONLY, 0o750)
+	if err != nil {
+		return nil, ioErr("cannot open the host-local lock file", err)
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, ioErr("cannot lock the host-local data directory "+s.dir, err)
+	}
+	s.lock = f
+	return s, nil
+}
+
+// Peek scans a network's directory without creating or locking anything (a
+// missing directory is an empty snapshot). It is for read-only questions
+// like STATUS, where a snapshot a moment old is good enough.
+func Peek(dataDir, network string) (*Snapshot, error) {
+	s := &Store{dir: filepath.Join(dataDir, network), hints: filepath.Join(dataDir, HintDir, network)}
+	if _, err := os.Stat(s.dir); errors.Is(err, os.ErrNotExist) {
+		return &Snapshot{Allocated: map[netip.Addr][]Owner{}}, nil
+	}
+	return s.Scan()
+}
+
+// Dir is the network's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Close releases the lock.
+func (s *Store) Close() error {
+	if s.lock == nil {
+		return nil
+	}
+	err := syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN)
+	if cerr := s.lock.Close(); err == nil {
+		err = cerr
+	}
+	s.lock = nil
+	return err
+}
+
+// Snapshot is what the directory names say, read once per operation.
+type Snapshot struct {
+	// Allocated maps every address with a file to the owners its hints claim
+	// (none for files without a hint).
+	Allocated map[netip.Addr][]Owner
+	// StaleHints are hints whose address file is gone.
+	StaleHints []Hint
+}
+
+// Hint is one owner hint.
+type Hint struct {
+	Addr  netip.Addr
+	Owner Owner
+}
+
+func (h Hint) name() string {
+	return h.Addr.String() + hintSep + h.Owner.ContainerID + hintSep + h.Owner.IfName
+}
+
+func parseHint(name string) (Hint, bool) {
+	ip, rest, ok := strings.Cut(name, hintSep)
+	if !ok {
+		return Hint{}, false
+	}
+	id, ifname, ok := strings.Cut(rest, hintSep)
+	if !ok || id == "" || ifname == "" {
+		return Hint{}, false
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return Hint{}, false
+	}
+	return Hint{Addr: a, Owner: Owner{ContainerID: id, IfName: ifname}}, true
+}
+
+// AddrFromName returns the address a file in the network directory is named
+// by; other names (lock, last_reserved_ip.N, garbage) are not addresses.
+func AddrFromName(name string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(name)
+	if err != nil || a.Zone() != "" || a.String() != name {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+func readNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// Scan lists the network directory and the hint directory once each.
+// Names that are neither addresses nor the reference's own files are
+// skipped (and logged), so garbage never blocks allocation.
+func (s *Store) Scan() (*Snapshot, error) {
+	names, err := readNames(s.dir)
+	if err != nil {
+		return nil, ioErr("cannot list the host-local data directory", err)
+	}
+	snap := &Snapshot{Allocated: make(map[netip.Addr][]Owner, len(names))}
+	for _, n := range names {
+		if a, ok := AddrFromName(n); ok {
+			snap.Allocated[a] = nil
+		} else if n != LockFile && !strings.HasPrefix(n, LastReservedPrefix) {
+			slog.Debug("host-local: skipping unknown file in data directory", "dir", s.dir, "name", n)
+		}
+	}
+	hints, err := readNames(s.hints)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, ioErr("cannot list the host-local owner hints", err)
+	}
+	for _, n := range hints {
+		h, ok := parseHint(n)
+		if !ok {
+			continue
+		}
+		if owners, ok := snap.Allocated[h.Addr]; ok {
+			snap.Allocated[h.Addr] = append(owners, h.Owner)
+		} else {
+			snap.StaleHints = append(snap.StaleHints, h)
+		}
+	}
+	return snap, nil
+}
+
+// ReadOwner reads the owner of a's file. A missing file is os.ErrNotExist.
+func (s *Store) ReadOwner(a netip.Addr) (Owner, error) {
+	f, err := os.Open(filepath.Join(s.dir, a.String()))
+	if err != nil {
+		return Owner{}, err
+	}
+	defer f.Close()
+	// Owner files are tiny; cap the read so a huge garbage file costs nothing.
+	data, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return Owner{}, err
+	}
+	return ParseOwner(data), nil
+}
+
+// Age returns how long ago a's file was last modified.
+func (s *Store) Age(a netip.Addr) (time.Duration, error) {
+	fi, err := os.Stat(filepath.Join(s.dir, a.String()))
+	if err != nil {
+		return 0, err
+	}
+	return time.Since(fi.ModTime()), nil
+}
+
+// Reserve creates a's file for owner if no file exists, records a as the last
+// address reserved from range set setIndex, and writes the owner hint. It
+// reports false, nil when the address is already taken.
+func (s *Store) Reserve(a netip.Addr, owner Owner, setIndex int) (bool, error) {
+	path := filepath.Join(s.dir, a.String())
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, os.ErrExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, ioErr("cannot create the address file "+path, err)
+	}
+	_, err = f.WriteString(owner.Format())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return false, ioErr("cannot write the address file "+path, err)
+	}
+	last := filepath.Join(s.dir, LastReservedPrefix+strconv.Itoa(setIndex))
+	if err := os.WriteFile(last, []byte(a.String()), 0o644); err != nil {
+		os.Remove(path)
+		return false, ioErr("cannot write "+last, err)
+	}
+	s.AddHint(Hint{Addr: a, Owner: owner})
+	return true, nil
+}
+
+// AddHint writes an owner hint. Failing to is not an error: a missing hint
+// only costs a file read later.
+func (s *Store) AddHint(h Hint) {
+	if h.Owner.IfName == "" {
+		return
+	}
+	name := h.name()
+	if len(name) > 255 {
+		return
+	}
+	f, err := os.OpenFile(filepath.Join(s.hints, name), os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		slog.Warn("host-local: cannot write owner hint", "hint", name, "err", err)
+		return
+	}
+	f.Close()
+}
+
+// RemoveHint removes one hint; a missing hint is fine.
+func (s *Store) RemoveHint(h Hint) error {
+	err := os.Remove(filepath.Join(s.hints, h.name()))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return ioErr("cannot remove owner hint", err)
+	}
+	return nil
+}
+
+// Release removes a's hints (those listed) and then its file. A missing file
+// is fine.
+func (s *Store) Release(a netip.Addr, hints []Owner) error {
+	for _, o := range hints {
+		if err := s.RemoveHint(Hint{Addr: a, Owner: o}); err != nil {
+			return err
+		}
+	}
+	path := filepath.Join(s.dir, a.String())
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return ioErr("cannot remove the address file "+path, err)
+	}
+	return nil
+}
+
+// LastReserved returns the last address reserved from range set setIndex, if
+// the file exists and holds an address.
+func (s *Store) LastReserved(setIndex int) (netip.Addr, bool) {
+	data, err := os.ReadFile(filepath.Join(s.dir, LastReservedPrefix+strconv.Itoa(setIndex)))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(strings.TrimSpace(string(data)))
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
+}
