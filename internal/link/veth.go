@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/knit-cni/knit/internal/netns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -270,4 +271,30 @@ func WaitOperUp(ns *Namespace, index int, timeout time.Duration) (netlink.Link, 
 			return nil, fmt.Errorf("%s is still %s after %s (is its peer up?)", l.Attrs().Name, l.Attrs().OperState, timeout)
 		}
 	}
+}
+
+// DeleteContainerLink deletes the link ifname in the namespace at nsPath and
+// returns its global-scope addresses, with DEL's forgiving semantics: a
+// namespace or link that is already gone is not an error. Deleting a veth
+// end removes its peer too.
+func DeleteContainerLink(nsPath, ifname string) ([]net.IPNet, error) {
+	ns, err := Open(nsPath)
+	if err != nil {
+		if netns.IsNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	defer ns.Close()
+	addrs, err := DeleteByName(ns, ifname)
+	if err != nil && !IsNotFound(err) {
+		return nil, err
+	}
+	var out []net.IPNet
+	for _, a := range addrs {
+		if a.IPNet != nil && a.Scope == int(netlink.SCOPE_UNIVERSE) {
+			out = append(out, *a.IPNet)
+		}
+	}
+	return out, nil
 }

@@ -23,7 +23,6 @@ import (
 
 	"github.com/knit-cni/knit/internal/ipcfg"
 	"github.com/knit-cni/knit/internal/link"
-	"github.com/knit-cni/knit/internal/netns"
 	"github.com/knit-cni/knit/internal/nft"
 	"github.com/knit-cni/knit/internal/sysctl"
 	"github.com/knit-cni/knit/pkg/cni"
@@ -386,7 +385,9 @@ func masqNets(ips []*cni.IPConfig) []net.IPNet {
 }
 
 // Del removes the attachment: best effort, repeatable, and fine when the
-// namespace or the interface is already gone.
+// namespace or the interface is already gone. The IPAM release, the link
+// deletion (the kernel takes a while to tear a veth down) and the nftables
+// work run concurrently.
 func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 	conf, err := parseConfig(req.Config, "")
 	if err != nil {
@@ -397,29 +398,16 @@ func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 		ipamErr = make(chan error, 1)
 		go func() { ipamErr <- invoke.DelegateDel(ctx, conf.IPAM.Type, req.Config, nil) }()
 	}
+	links := deleteLinkAsync(req.Netns, req.IfName)
+
 	var errs []error
-	var addrs []net.IPNet
-	if req.Netns != "" {
-		cont, err := link.Open(req.Netns)
-		switch {
-		case err == nil:
-			got, err := link.DeleteByName(cont, req.IfName)
-			cont.Close()
-			if err != nil && !link.IsNotFound(err) {
-				errs = append(errs, cni.NewError(cni.ErrInternal, "cannot delete "+req.IfName+" in "+req.Netns, err.Error()))
-			}
-			for _, a := range got {
-				if a.IPNet != nil && a.Scope == int(netlink.SCOPE_UNIVERSE) {
-					addrs = append(addrs, *a.IPNet)
-				}
-			}
-		case netns.IsNotExist(err):
-			// The runtime already removed the namespace, and the veth with it.
-		default:
-			errs = append(errs, cni.NewError(cni.ErrInternal, "cannot open network namespace "+req.Netns, err.Error()))
-		}
-	}
 	if conf.IPMasq {
+		// The ADD result names the addresses; without it, use what the
+		// link had (the masquerade layer can also find them by owner).
+		addrs := prevAddrs(req)
+		if addrs == nil {
+			addrs = links.wait().addrs
+		}
 		if err := nft.NewMasq().Del(owner(req), addrs); err != nil {
 			errs = append(errs, cni.NewError(cni.ErrInternal, "cannot remove masquerading", err.Error()))
 		}
@@ -429,12 +417,63 @@ func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 			errs = append(errs, err)
 		}
 	}
+	if err := links.wait().err; err != nil {
+		errs = append(errs, cni.NewError(cni.ErrInternal, "cannot delete "+req.IfName+" in "+req.Netns, err.Error()))
+	}
 	if ipamErr != nil {
 		if err := <-ipamErr; err != nil {
 			errs = append([]error{err}, errs...)
 		}
 	}
 	return firstErr(errs)
+}
+
+// linkDeletion is a container link deletion running in the background.
+type linkDeletion struct {
+	ch   chan struct{}
+	done deleted
+}
+
+// deleted is what a link deletion left: the link's addresses or an error.
+type deleted struct {
+	addrs []net.IPNet
+	err   error
+}
+
+func deleteLinkAsync(nsPath, ifname string) *linkDeletion {
+	d := &linkDeletion{ch: make(chan struct{})}
+	if nsPath == "" {
+		close(d.ch)
+		return d
+	}
+	go func() {
+		d.done.addrs, d.done.err = link.DeleteContainerLink(nsPath, ifname)
+		close(d.ch)
+	}()
+	return d
+}
+
+func (d *linkDeletion) wait() deleted {
+	<-d.ch
+	return d.done
+}
+
+// prevAddrs returns the container interface's addresses from prevResult.
+func prevAddrs(req *skel.Request) []net.IPNet {
+	if req.PrevResult == nil {
+		return nil
+	}
+	idx := -1
+	for i, ifc := range req.PrevResult.Interfaces {
+		if ifc.Name == req.IfName && ifc.Sandbox != "" {
+			idx = i
+		}
+	}
+	var out []net.IPNet
+	for _, ip := range ipcfg.IPsFor(req.PrevResult, idx) {
+		out = append(out, ip.Address)
+	}
+	return out
 }
 
 // firstErr returns the first error, carrying the others in its details.
