@@ -117,4 +117,3 @@ func versionOf(conf []byte) string {
 	json.Unmarshal(conf, &v)
 	return v.CNIVersion
 }
-
