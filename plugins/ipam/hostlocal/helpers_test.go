@@ -110,7 +110,8 @@ func runBinary(t testing.TB, bin string, c call) outcome {
 	environ := []string{"PATH=/usr/bin:/bin"}
 	if bin == "" {
 		bin = os.Args[0]
-		environ = append(environ, asPluginEnv+"=1")
+		// A race-enabled child otherwise sleeps a second at exit.
+		environ = append(environ, asPluginEnv+"=1", "GORACE=atexit_sleep_ms=0")
 	}
 	for k, v := range envFor(c) {
 		environ = append(environ, k+"="+v)
