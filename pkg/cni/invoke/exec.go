@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,6 +36,9 @@ func configVersion(netconf []byte) (string, error) {
 // version (0.1.0 if that has none too); a literal null is an empty result.
 func ExecPluginWithResult(ctx context.Context, pluginPath string, netconf []byte, args *Args, exec Exec) (*cni.Result, error) {
 	exec = orDefault(exec)
+	if args == nil {
+		args = &Args{}
+	}
 	confVersion, err := configVersion(netconf)
 	if err != nil {
 		return nil, err
@@ -66,6 +70,9 @@ func decodeResult(out []byte, confVersion, pluginPath, command string) (*cni.Res
 // ExecPluginWithoutResult runs a command that prints nothing on success
 // (DEL, CHECK, GC, STATUS).
 func ExecPluginWithoutResult(ctx context.Context, pluginPath string, netconf []byte, args *Args, exec Exec) error {
+	if args == nil {
+		args = &Args{}
+	}
 	_, err := orDefault(exec).ExecPlugin(ctx, pluginPath, netconf, args.AsEnv())
 	return err
 }
@@ -84,7 +91,8 @@ func GetVersionInfo(ctx context.Context, pluginPath string, exec Exec) (*cni.Ver
 	stdin := []byte(fmt.Sprintf(`{"cniVersion":%q}`, cni.CurrentVersion))
 	out, err := orDefault(exec).ExecPlugin(ctx, pluginPath, stdin, args.AsEnv())
 	if err != nil {
-		if ce, ok := err.(*cni.Error); ok && ce.Msg == "unknown CNI_COMMAND: VERSION" {
+		var ce *cni.Error
+		if errors.As(err, &ce) && ce.Msg == "unknown CNI_COMMAND: VERSION" {
 			return &cni.VersionInfo{CNIVersion: cni.CurrentVersion, SupportedVersions: []string{cni.Version010}}, nil
 		}
 		return nil, err
