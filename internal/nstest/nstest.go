@@ -70,12 +70,25 @@ func repoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
+// PluginDirEnv names an environment variable holding a ready-made plugin
+// directory (knit-plugin plus a link per type). When it is set Plugins
+// returns it instead of building; the kernel test harness sets it in its
+// VM, which has no Go toolchain.
+const PluginDirEnv = "KNIT_PLUGIN_DIR"
+
 // Plugins builds cmd/knit-plugin once per test binary and returns a
 // directory holding it as links named by every plugin type, ready to be
 // CNI_PATH. The directory is removed when the process exits only if the
 // caller arranges it (use Main as TestMain); it lives under os.TempDir.
+// If $KNIT_PLUGIN_DIR is set, that directory is returned as is.
 func Plugins(t testing.TB) string {
 	t.Helper()
+	if dir := os.Getenv(PluginDirEnv); dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, "knit-plugin")); err != nil {
+			t.Fatalf("%s=%s has no knit-plugin binary: %v", PluginDirEnv, dir, err)
+		}
+		return dir
+	}
 	buildOnce.Do(func() {
 		buildDir, buildErr = BuildPlugins()
 	})

@@ -76,3 +76,14 @@ func TestRunOutputStartAndLinks(t *testing.T) {
 		t.Errorf("started process is in %s, want %s", got, nsID(t, b))
 	}
 }
+
+func TestPluginsFromEnv(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/knit-plugin", []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(PluginDirEnv, dir)
+	if got := Plugins(t); got != dir {
+		t.Errorf("Plugins() = %q with %s=%s", got, PluginDirEnv, dir)
+	}
+}
