@@ -129,6 +129,11 @@ func Configure(ns *link.Namespace, l netlink.Link, res *cni.Result, opt Options)
 		if opt.NoPrefixRoute {
 			a.Flags |= unix.IFA_F_NOPREFIXROUTE
 		}
+		if opt.DAD == DADOff && !ip.IsV4() {
+			// Usable at once: the kernel clears "tentative" only
+			// asynchronously after link up, even with accept_dad=0.
+			a.Flags |= unix.IFA_F_NODAD
+		}
 		if err := ns.Handle.AddrAdd(l, a); err != nil {
 			return fmt.Errorf("adding address %s to %s: %w", cidr(ip.Address), name, err)
 		}
@@ -278,3 +283,31 @@ var errMissing = errors.New("missing")
 
 // IsMissing reports whether err says something CHECK expected is absent.
 func IsMissing(err error) bool { return errors.Is(err, errMissing) }
+
+// ContainerIndex returns the index in res.Interfaces of the container
+// interface ifname (the one with a sandbox), or -1.
+func ContainerIndex(res *cni.Result, ifname string) int {
+	if res == nil {
+		return -1
+	}
+	for i, ifc := range res.Interfaces {
+		if ifc.Name == ifname && ifc.Sandbox != "" {
+			return i
+		}
+	}
+	return -1
+}
+
+// ContainerAddrs returns the addresses res gives the container interface
+// ifname (all of res's addresses when it names no interfaces), or nil
+// for a nil result.
+func ContainerAddrs(res *cni.Result, ifname string) []net.IPNet {
+	if res == nil {
+		return nil
+	}
+	var out []net.IPNet
+	for _, ip := range IPsFor(res, ContainerIndex(res, ifname)) {
+		out = append(out, ip.Address)
+	}
+	return out
+}

@@ -298,3 +298,30 @@ func DeleteContainerLink(nsPath, ifname string) ([]net.IPNet, error) {
 	}
 	return out, nil
 }
+
+// DeleteContainerLinkAsync starts DeleteContainerLink in the background
+// (veth teardown takes the kernel a while) and returns a function that
+// waits for it. An empty nsPath deletes nothing.
+func DeleteContainerLinkAsync(nsPath, ifname string) (wait func() ([]net.IPNet, error)) {
+	type answer struct {
+		addrs []net.IPNet
+		err   error
+	}
+	ch := make(chan answer, 1)
+	if nsPath == "" {
+		ch <- answer{}
+	} else {
+		go func() {
+			a, err := DeleteContainerLink(nsPath, ifname)
+			ch <- answer{a, err}
+		}()
+	}
+	var got *answer
+	return func() ([]net.IPNet, error) {
+		if got == nil {
+			a := <-ch
+			got = &a
+		}
+		return got.addrs, got.err
+	}
+}

@@ -398,15 +398,15 @@ func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 		ipamErr = make(chan error, 1)
 		go func() { ipamErr <- invoke.DelegateDel(ctx, conf.IPAM.Type, req.Config, nil) }()
 	}
-	links := deleteLinkAsync(req.Netns, req.IfName)
+	waitLink := link.DeleteContainerLinkAsync(req.Netns, req.IfName)
 
 	var errs []error
 	if conf.IPMasq {
 		// The ADD result names the addresses; without it, use what the
 		// link had (the masquerade layer can also find them by owner).
-		addrs := prevAddrs(req)
+		addrs := ipcfg.ContainerAddrs(req.PrevResult, req.IfName)
 		if addrs == nil {
-			addrs = links.wait().addrs
+			addrs, _ = waitLink()
 		}
 		if err := nft.NewMasq().Del(owner(req), addrs); err != nil {
 			errs = append(errs, cni.NewError(cni.ErrInternal, "cannot remove masquerading", err.Error()))
@@ -417,7 +417,7 @@ func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := links.wait().err; err != nil {
+	if _, err := waitLink(); err != nil {
 		errs = append(errs, cni.NewError(cni.ErrInternal, "cannot delete "+req.IfName+" in "+req.Netns, err.Error()))
 	}
 	if ipamErr != nil {
@@ -426,54 +426,6 @@ func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 		}
 	}
 	return firstErr(errs)
-}
-
-// linkDeletion is a container link deletion running in the background.
-type linkDeletion struct {
-	ch   chan struct{}
-	done deleted
-}
-
-// deleted is what a link deletion left: the link's addresses or an error.
-type deleted struct {
-	addrs []net.IPNet
-	err   error
-}
-
-func deleteLinkAsync(nsPath, ifname string) *linkDeletion {
-	d := &linkDeletion{ch: make(chan struct{})}
-	if nsPath == "" {
-		close(d.ch)
-		return d
-	}
-	go func() {
-		d.done.addrs, d.done.err = link.DeleteContainerLink(nsPath, ifname)
-		close(d.ch)
-	}()
-	return d
-}
-
-func (d *linkDeletion) wait() deleted {
-	<-d.ch
-	return d.done
-}
-
-// prevAddrs returns the container interface's addresses from prevResult.
-func prevAddrs(req *skel.Request) []net.IPNet {
-	if req.PrevResult == nil {
-		return nil
-	}
-	idx := -1
-	for i, ifc := range req.PrevResult.Interfaces {
-		if ifc.Name == req.IfName && ifc.Sandbox != "" {
-			idx = i
-		}
-	}
-	var out []net.IPNet
-	for _, ip := range ipcfg.IPsFor(req.PrevResult, idx) {
-		out = append(out, ip.Address)
-	}
-	return out
 }
 
 // firstErr returns the first error, carrying the others in its details.
