@@ -28,7 +28,9 @@ func testNS(t testing.TB, prefix string) (string, int) {
 func newTestMasq(t testing.TB) (*Masq, int) {
 	t.Helper()
 	_, fd := testNS(t, "nft")
-	return NewMasq(WithNetNS(fd), WithLockFile(filepath.Join(t.TempDir(), "nft.lock"))), fd
+	m := NewMasq(WithNetNS(fd), WithLockFile(filepath.Join(t.TempDir(), "nft.lock")))
+	t.Cleanup(func() { m.Close() })
+	return m, fd
 }
 
 func cidr(t testing.TB, s string) net.IPNet {

@@ -36,6 +36,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/google/nftables"
 	"github.com/knit-cni/knit/pkg/cni"
@@ -47,6 +48,10 @@ type Masq struct {
 	netnsFD  int
 	lockPath string
 	log      *slog.Logger
+
+	mu    sync.Mutex     // one operation at a time on the sockets below
+	nft   *nftables.Conn // lasting; nil until first use
+	elems *elemReader    // single-element lookups; nil until first use
 }
 
 // Option configures a Masq.
@@ -118,12 +123,65 @@ func parseAddrs(addrs []net.IPNet) ([]target, error) {
 	return out, nil
 }
 
-func (m *Masq) conn() (*nftables.Conn, error) {
-	c, err := nftables.New(nftables.WithNetNSFd(m.netnsFD), nftables.AsLasting())
-	if err != nil {
-		return nil, kernelErr("opening an nftables netlink socket", err)
+// Close releases the Masq's netlink sockets. The Masq stays usable: the
+// next operation opens new ones.
+//
+// Releasing an nftables socket waits for the kernel to finish freeing the
+// last transaction (an RCU grace period, often 10–20 ms), so a long-lived
+// Masq keeps its sockets between operations and a plugin can simply exit.
+func (m *Masq) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closeLocked()
+}
+
+func (m *Masq) closeLocked() error {
+	var errs []error
+	if m.nft != nil {
+		errs = append(errs, m.nft.CloseLasting())
+		m.nft = nil
 	}
-	return c, nil
+	if m.elems != nil {
+		errs = append(errs, m.elems.Close())
+		m.elems = nil
+	}
+	return errors.Join(errs...)
+}
+
+// begin starts an operation: it takes the Masq's mutex and, when exclusive
+// (the operation changes nftables), the cross-process lock, and makes sure
+// the sockets are open. end must be called with the operation's error;
+// after a failure the sockets are dropped, since a failed exchange may leave
+// unread messages behind.
+func (m *Masq) begin(exclusive bool) (c *nftables.Conn, r *elemReader, end func(*error), err error) {
+	m.mu.Lock()
+	unlock := func() {}
+	if exclusive {
+		if unlock, err = lock(m.lockPath); err != nil {
+			m.mu.Unlock()
+			return nil, nil, nil, err
+		}
+	}
+	if m.nft == nil {
+		m.nft, err = nftables.New(nftables.WithNetNSFd(m.netnsFD), nftables.AsLasting())
+	}
+	if err == nil && m.elems == nil {
+		m.elems, err = dialElemReader(m.netnsFD)
+	}
+	if err != nil {
+		m.closeLocked()
+		unlock()
+		m.mu.Unlock()
+		return nil, nil, nil, kernelErr("opening an nftables netlink socket", err)
+	}
+	return m.nft, m.elems, func(errp *error) {
+		var ne *netlinkError
+		if errors.As(*errp, &ne) {
+			m.closeLocked()
+		}
+		unlock()
+		m.mu.Unlock()
+	}, nil
 }
 
 // notFound reports whether a netlink request failed because the table,
@@ -142,14 +200,21 @@ func kernelErr(what string, err error) error {
 	case errors.Is(err, unix.EPROTONOSUPPORT), errors.Is(err, unix.EAFNOSUPPORT), errors.Is(err, unix.EOPNOTSUPP):
 		hint = " (the kernel lacks nf_tables or nft_masq: load the nf_tables and nft_masq modules)"
 	}
-	return cni.NewError(cni.ErrInternal, what, err.Error()+hint)
+	return &netlinkError{cni.NewError(cni.ErrInternal, what, err.Error()+hint)}
 }
+
+// netlinkError marks a failed netlink exchange (after which the sockets are
+// reopened); it unwraps to the CNI error.
+type netlinkError struct{ cerr *cni.Error }
+
+func (e *netlinkError) Error() string { return e.cerr.Error() }
+func (e *netlinkError) Unwrap() error { return e.cerr }
 
 // Add masquerades traffic from the given container addresses (address and
 // prefix; the prefix gives the subnet traffic to which is left alone) leaving
 // the host, and records o as their owner. It is idempotent, and an address
 // still recorded for another owner (a stale attachment) is taken over.
-func (m *Masq) Add(o Owner, addrs []net.IPNet) error {
+func (m *Masq) Add(o Owner, addrs []net.IPNet) (err error) {
 	if err := o.Validate(); err != nil {
 		return err
 	}
@@ -157,16 +222,11 @@ func (m *Masq) Add(o Owner, addrs []net.IPNet) error {
 	if err != nil || len(targets) == 0 {
 		return err
 	}
-	unlock, err := lock(m.lockPath)
+	c, _, end, err := m.begin(true)
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	c, err := m.conn()
-	if err != nil {
-		return err
-	}
-	defer c.CloseLasting()
+	defer end(&err)
 
 	create := map[*family]bool{}        // families whose network objects must be made
 	skipNets := map[netip.Prefix]bool{} // subnets already covered in nets
@@ -344,7 +404,7 @@ func rangePrefix(first, last netip.Addr) netip.Prefix {
 // addresses (no prevResult), it finds o's addresses by their owner comments,
 // which costs one dump of this network's sets. Addresses that are missing or
 // owned by someone else are left alone: DEL succeeds.
-func (m *Masq) Del(o Owner, addrs []net.IPNet) error {
+func (m *Masq) Del(o Owner, addrs []net.IPNet) (err error) {
 	if err := o.Validate(); err != nil {
 		return err
 	}
@@ -352,16 +412,11 @@ func (m *Masq) Del(o Owner, addrs []net.IPNet) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := lock(m.lockPath)
+	c, r, end, err := m.begin(true)
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	c, err := m.conn()
-	if err != nil {
-		return err
-	}
-	defer c.CloseLasting()
+	defer end(&err)
 
 	var mine []netip.Addr
 	if len(targets) == 0 {
@@ -376,11 +431,6 @@ func (m *Masq) Del(o Owner, addrs []net.IPNet) error {
 			}
 		}
 	} else {
-		r, err := dialElemReader(m.netnsFD)
-		if err != nil {
-			return kernelErr("opening an nftables netlink socket", err)
-		}
-		defer r.Close()
 		for _, t := range targets {
 			obj := objectsFor(t.fam(), o.Network)
 			owner, found, err := r.get(obj.srcs, t.addr.AsSlice())
@@ -435,7 +485,7 @@ func (m *Masq) Del(o Owner, addrs []net.IPNet) error {
 // is in the network's srcs set with o's comment, its subnet is in nets, and
 // the jump and masquerade rules are in place. With no addresses it checks
 // that o has at least one. The error names exactly what is missing.
-func (m *Masq) Check(o Owner, addrs []net.IPNet) error {
+func (m *Masq) Check(o Owner, addrs []net.IPNet) (err error) {
 	if err := o.Validate(); err != nil {
 		return err
 	}
@@ -443,11 +493,11 @@ func (m *Masq) Check(o Owner, addrs []net.IPNet) error {
 	if err != nil {
 		return err
 	}
-	c, err := m.conn()
+	c, r, end, err := m.begin(false)
 	if err != nil {
 		return err
 	}
-	defer c.CloseLasting()
+	defer end(&err)
 	if len(targets) == 0 {
 		entries, err := m.list(c, o.Network)
 		if err != nil {
@@ -464,12 +514,6 @@ func (m *Masq) Check(o Owner, addrs []net.IPNet) error {
 				"no address of this attachment is in the network's nftables sets: repeat ADD")
 		}
 	}
-	r, err := dialElemReader(m.netnsFD)
-	if err != nil {
-		return kernelErr("opening an nftables netlink socket", err)
-	}
-	defer r.Close()
-
 	var problems []string
 	checked := map[*family]string{} // family -> structural problem ("" = fine)
 	for _, t := range targets {
@@ -552,15 +596,15 @@ func (m *Masq) checkStructure(c *nftables.Conn, obj *netObjects) (string, error)
 
 // List returns the masqueraded addresses of a network with their owners,
 // sorted by owner and address. A network without masquerade has none.
-func (m *Masq) List(network string) ([]Entry, error) {
+func (m *Masq) List(network string) (_ []Entry, err error) {
 	if err := cni.ValidateNetworkName(network); err != nil {
 		return nil, err
 	}
-	c, err := m.conn()
+	c, _, end, err := m.begin(false)
 	if err != nil {
 		return nil, err
 	}
-	defer c.CloseLasting()
+	defer end(&err)
 	return m.list(c, network)
 }
 
@@ -598,20 +642,15 @@ func (m *Masq) list(c *nftables.Conn, network string) ([]Entry, error) {
 // GC removes the masquerade of every attachment of network not in keep
 // (compared by container ID and interface name). When no attachment is left
 // in a family, the network's chain, sets and jump rule go too.
-func (m *Masq) GC(network string, keep []Owner) error {
+func (m *Masq) GC(network string, keep []Owner) (err error) {
 	if err := cni.ValidateNetworkName(network); err != nil {
 		return err
 	}
-	unlock, err := lock(m.lockPath)
+	c, _, end, err := m.begin(true)
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	c, err := m.conn()
-	if err != nil {
-		return err
-	}
-	defer c.CloseLasting()
+	defer end(&err)
 
 	kept := func(o Owner) bool {
 		return slices.ContainsFunc(keep, func(k Owner) bool {
