@@ -215,7 +215,7 @@ func TestParsePluginConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := libcni.ConfFromBytes(data)
+	ref, err := libcni.NetworkPluginConfFromBytes(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestParsePluginConfig(t *testing.T) {
 		if _, err := cni.ParsePluginConfig([]byte(bad)); err == nil {
 			t.Errorf("%s accepted", bad)
 		}
-		if _, err := libcni.ConfFromBytes([]byte(bad)); err == nil {
+		if _, err := libcni.NetworkPluginConfFromBytes([]byte(bad)); err == nil {
 			t.Errorf("%s accepted by the reference", bad)
 		}
 	}
@@ -246,7 +246,8 @@ func TestConfListFromConf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	refPC, _ := libcni.ConfFromBytes(data)
+	refPC, _ := libcni.NetworkPluginConfFromBytes(data)
+	//lint:ignore SA1019 ConfListFromConf is the reference behaviour cni.ConfListFromConf reproduces
 	ref, err := libcni.ConfListFromConf(refPC)
 	if err != nil {
 		t.Fatal(err)

@@ -218,7 +218,8 @@ func (r *Result) UnmarshalJSON(data []byte) error {
 // Encode converts the result to version v by the spec's rules and returns its
 // JSON. The empty version means 0.1.0. Converting to 0.1.0/0.2.0 keeps the
 // first IPv4 and first IPv6 address, only routes of a family that has an
-// address, and only their dst and gw; it fails when there is no address.
+// address, and only their dst and gw; it fails when there is no address
+// (unless the result already is 0.1.0/0.2.0).
 // A result holding a nil entry or an address that cannot be printed is an
 // error, never a panic or unreadable output.
 func (r *Result) Encode(v string) ([]byte, error) {
@@ -326,7 +327,9 @@ func (r *Result) encode020(v string) ([]byte, error) {
 		gw, _ := ipText(ip.Gateway)
 		*slot = &ip020{IP: addr, Gateway: gw}
 	}
-	if out.IP4 == nil && out.IP6 == nil {
+	// Down-converting needs an address; a 0.1.0/0.2.0 result without one is
+	// printed as it is (the reference does the same: no conversion happens).
+	if out.IP4 == nil && out.IP6 == nil && r.CNIVersion != Version010 && r.CNIVersion != Version020 {
 		return nil, NewError(ErrIncompatibleCNIVersion, "cannot convert: no valid IP addresses", "")
 	}
 	for _, rt := range r.Routes {

@@ -76,6 +76,7 @@ var conversionSources = []struct {
 		"ip6":{"ip":"2001:db8::2/64","routes":[{"dst":"::/0","gw":"2001:db8::1"}]},
 		"dns":{"nameservers":["10.0.0.53"],"domain":"d"}}`},
 	{"0.2.0 IPv6 only", `{"cniVersion":"0.2.0","ip6":{"ip":"2001:db8::2/64"},"dns":{}}`},
+	{"0.2.0 no IPs", `{"cniVersion":"0.2.0","dns":{"domain":"d"}}`},
 	{"0.1.0 IPv4", `{"cniVersion":"0.1.0","ip4":{"ip":"192.168.1.5/24","gateway":"192.168.1.1"},"dns":{}}`},
 	{"no cniVersion (0.1.0)", `{"ip4":{"ip":"192.168.1.5/24"}}`},
 }
@@ -442,4 +443,55 @@ func refParsePrev(confVersion, prev string) error {
 		return err
 	}
 	return refversion.ParsePrevResult(conf)
+}
+
+// Where knit deliberately differs from the reference library, each case
+// spelled out with both answers so a change on either side shows up here.
+func TestResultDeliberateDivergences(t *testing.T) {
+	t.Run("0.1/0.2 routes carry only dst and gw", func(t *testing.T) {
+		src := `{"cniVersion":"0.2.0","ip4":{"ip":"10.0.0.2/24","routes":[{"dst":"0.0.0.0/0","gw":"10.0.0.1","mtu":1400}]}}`
+		ref, _ := refConvert(t, []byte(src), "0.2.0")
+		if !strings.Contains(string(ref), `"mtu":1400`) {
+			t.Errorf("reference changed: %s", ref)
+		}
+		res, err := cni.ParseResult([]byte(src), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := res.Encode("0.2.0")
+		if strings.Contains(string(got), "mtu") {
+			t.Errorf("knit printed a 0.2.0 route field the spec does not have: %s", got)
+		}
+		// Up-converting keeps it, as the reference does.
+		up, _ := res.Encode("1.1.0")
+		refUp, _ := refConvert(t, []byte(src), "1.1.0")
+		if !jsonEqual(t, up, refUp) {
+			t.Errorf("to 1.1.0: %s vs reference %s", up, refUp)
+		}
+	})
+	t.Run("0.3.0 ip list", func(t *testing.T) {
+		src := `{"cniVersion":"0.3.0","ip":[{"version":"4","address":"10.0.0.2/24"}]}`
+		ref, _ := refConvert(t, []byte(src), "0.3.0")
+		res, _ := cni.ParseResult([]byte(src), "")
+		got, _ := res.Encode("0.3.0")
+		if strings.Contains(string(ref), "10.0.0.2") || !strings.Contains(string(got), `"ips":[{"version":"4","address":"10.0.0.2/24"}]`) {
+			t.Errorf("knit %s reference %s", got, ref)
+		}
+	})
+	t.Run("inconsistent families are refused", func(t *testing.T) {
+		for _, src := range []string{
+			`{"cniVersion":"0.4.0","ips":[{"version":"4","address":"2001:db8::2/64"}]}`,
+			`{"cniVersion":"0.2.0","ip4":{"ip":"2001:db8::2/64"}}`,
+			`{"cniVersion":"0.2.0","ip4":{"ip":"10.0.0.2/24","routes":[{"dst":"::/0"}]}}`,
+			`{"cniVersion":"1.1.0","routes":[{"gw":"10.0.0.1"}]}`,
+			`{"cniVersion":"1.1.0","interfaces":[null],"ips":[{"address":"10.0.0.2/24"}]}`,
+		} {
+			if _, err := refcreate.CreateFromBytes([]byte(src)); err != nil {
+				t.Errorf("reference refuses %s: %v", src, err)
+			}
+			if _, err := cni.ParseResult([]byte(src), ""); cni.Code(err) != cni.ErrDecodingFailure {
+				t.Errorf("%s: %v", src, err)
+			}
+		}
+	})
 }
