@@ -26,6 +26,16 @@
 // once the network has no attachments left. Changes are serialised between
 // processes by a file lock (DefaultLockFile), which makes the "create the
 // network's rules once" and "check the owner, then delete" steps safe.
+//
+// Sets and rules carry comments naming their network (NetworkTag) and set
+// elements their owner (OwnerTag), so GC, `knit ls` and the visualizer can
+// attribute everything; chains are named by the network's id (google/nftables
+// v0.3.0 cannot attach userdata to chains) and attributed through their rules.
+//
+// Unlike the reference plugins, which return only for a container's own
+// subnet, traffic between any two subnets of the same network is left
+// unmasqueraded. The first Add of a network in a namespace costs one aborted
+// batch (~15 ms, the kernel waits for RCU); later ones are one batch each.
 package nft
 
 import (
@@ -516,6 +526,7 @@ func (m *Masq) Check(o Owner, addrs []net.IPNet) (err error) {
 	}
 	var problems []string
 	checked := map[*family]string{} // family -> structural problem ("" = fine)
+	subnets := map[*family][]netip.Prefix{}
 	for _, t := range targets {
 		missing := func(what string) {
 			problems = append(problems, fmt.Sprintf("masquerade for %s (network %s) missing: %s", t.addr, o.Network, what))
@@ -545,9 +556,12 @@ func (m *Masq) Check(o Owner, addrs []net.IPNet) (err error) {
 			continue
 		}
 		if t.subnet.IsValid() {
-			have, err := m.subnets(c, obj)
-			if err != nil {
-				return kernelErr("reading the masquerade subnets of network "+o.Network, err)
+			have, ok := subnets[obj.fam]
+			if !ok {
+				if have, err = m.subnets(c, obj); err != nil {
+					return kernelErr("reading the masquerade subnets of network "+o.Network, err)
+				}
+				subnets[obj.fam] = have
 			}
 			if !slices.ContainsFunc(have, func(h netip.Prefix) bool {
 				return h.Contains(t.subnet.Addr()) && h.Bits() <= t.subnet.Bits()
