@@ -9,6 +9,12 @@
 // hints do not already say who owns an address; DEL reads the files the hints
 // attribute to its container or to nobody; CHECK and GC read every file.
 //
+// Hints can be wrong in one case: another implementation releases an address
+// and gives the same address to a new owner before knit looks again. ADD may
+// then miss that the new owner already holds it (and hand it a second
+// address) and DEL of the new owner may miss it; CHECK and GC read every file,
+// so GC reclaims what such a DEL missed.
+//
 // An address file that is empty or blank (a writer crashed between creating
 // and filling it) is owned by nobody. ADD leaves it alone while it is younger
 // than EmptyFileGrace (a writer that ignores the lock, as the reference does

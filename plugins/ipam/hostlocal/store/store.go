@@ -97,10 +97,13 @@ func Open(dataDir, network string) (*Store, error) {
 		return nil, cni.NewError(cni.ErrInvalidNetworkConfig, "invalid network name for the host-local data directory", fmt.Sprintf("%q", network))
 	}
 	s := &Store{dir: filepath.Join(dataDir, network), hints: filepath.Join(dataDir, HintDir, network)}
-	for _, d := range []string{s.dir, s.hints} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, ioErr("cannot create the host-local data directory: check dataDir and permissions", err)
-		}
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return nil, ioErr("cannot create the host-local data directory: check dataDir and permissions", err)
+	}
+	if err := os.MkdirAll(s.hints, 0o755); err != nil {
+		// Hints are an optimisation: without them every file is read.
+		slog.Warn("host-local: cannot create the owner-hint directory; continuing without hints", "dir", s.hints, "err", err)
+		s.hints = ""
 	}
 	// Mode and flags as the reference's go-filemutex creates the lock file.
 	f, err := os.OpenFile(filepath.Join(s.dir, LockFile), os.O_CREATE|os.O_RDONLY, 0o750)
@@ -218,9 +221,11 @@ func (s *Store) Scan() (*Snapshot, error) {
 			slog.Debug("host-local: skipping unknown file in data directory", "dir", s.dir, "name", n)
 		}
 	}
-	hints, err := readNames(s.hints)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, ioErr("cannot list the host-local owner hints", err)
+	var hints []string
+	if s.hints != "" {
+		if hints, err = readNames(s.hints); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, ioErr("cannot list the host-local owner hints", err)
+		}
 	}
 	for _, n := range hints {
 		h, ok := parseHint(n)
@@ -292,7 +297,7 @@ func (s *Store) Reserve(a netip.Addr, owner Owner, setIndex int) (bool, error) {
 // AddHint writes an owner hint. Failing to is not an error: a missing hint
 // only costs a file read later.
 func (s *Store) AddHint(h Hint) {
-	if h.Owner.IfName == "" {
+	if s.hints == "" || h.Owner.IfName == "" {
 		return
 	}
 	name := h.name()
@@ -309,6 +314,9 @@ func (s *Store) AddHint(h Hint) {
 
 // RemoveHint removes one hint; a missing hint is fine.
 func (s *Store) RemoveHint(h Hint) error {
+	if s.hints == "" {
+		return nil
+	}
 	err := os.Remove(filepath.Join(s.hints, h.name()))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return ioErr("cannot remove owner hint", err)

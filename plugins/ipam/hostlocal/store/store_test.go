@@ -194,3 +194,25 @@ func TestOpenRejectsBadNames(t *testing.T) {
 		t.Errorf("Peek of a missing network: %v, %v", snap, err)
 	}
 }
+
+func TestWithoutHintDir(t *testing.T) {
+	data := t.TempDir()
+	// A file where the hint directory would go: hints are disabled, not fatal.
+	os.WriteFile(filepath.Join(data, HintDir), nil, 0o644)
+	s, err := Open(data, "net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a := netip.MustParseAddr("10.0.0.2")
+	if ok, err := s.Reserve(a, Owner{"c", "eth0"}, 0); !ok || err != nil {
+		t.Fatalf("Reserve: %v %v", ok, err)
+	}
+	snap, err := s.Scan()
+	if err != nil || len(snap.Allocated) != 1 || snap.Allocated[a] != nil {
+		t.Fatalf("Scan: %v %v", snap, err)
+	}
+	if err := s.Release(a, []Owner{{"c", "eth0"}}); err != nil {
+		t.Fatal(err)
+	}
+}
