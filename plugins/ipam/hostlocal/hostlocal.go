@@ -341,6 +341,12 @@ func (hostLocal) Check(_ context.Context, req *skel.Request) error {
 // naming only a container ID stay while any valid attachment has that ID;
 // empty files are released. It continues past errors and reports them all.
 func (hostLocal) GC(_ context.Context, req *skel.Request) error {
+	if req.NetConf.ValidAttachments == nil && req.NetConf.LegacyAttachments == nil {
+		// An absent list is not an empty one: releasing every address because
+		// a caller forgot the key would be unrecoverable.
+		return cni.NewError(cni.ErrInvalidNetworkConfig, "GC needs cni.dev/valid-attachments",
+			"the runtime must list the attachments to keep (an empty list releases every address)")
+	}
 	st, err := openStore(req.Config)
 	if err != nil {
 		return err

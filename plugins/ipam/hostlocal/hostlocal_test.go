@@ -229,6 +229,11 @@ func TestGC(t *testing.T) {
 			if hints := listDir(t, filepath.Join(dir, ".knit", "testnet")); len(hints) != 2 {
 				t.Fatalf("hints after GC: %v", hints)
 			}
+			// GC without the key at all is refused and changes nothing.
+			mustFail(t, run(t, call{cmd: "GC", conf: netConf("1.1.0", dir, dual)}), cni.ErrInvalidNetworkConfig, "GC needs cni.dev/valid-attachments")
+			if got := allocations(t, dir); len(got) != 4 {
+				t.Fatalf("refused GC changed the store: %v", got)
+			}
 			// GC with nothing valid releases everything.
 			mustOK(t, run(t, call{cmd: "GC", conf: netConf("1.1.0", dir, dual, `"`+key+`":[]`)}))
 			if got := allocations(t, dir); len(got) != 1 {
