@@ -187,7 +187,7 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 		return err
 	}
 	defer a.Close()
-	_, master, err := a.Parent(conf.Master, conf.LinkInContainer)
+	parentNS, master, err := a.Parent(conf.Master, conf.LinkInContainer)
 	if err != nil {
 		return err
 	}
@@ -200,11 +200,7 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 			return onelink.CheckErr(fmt.Sprintf("container macvlan mode %s does not match expected value: %s", ModeName(mv.Mode), ModeName(conf.mode)),
 				"the interface was changed after ADD; DEL and ADD the attachment again")
 		}
-		if mv.ParentIndex != master.Attrs().Index {
-			return onelink.CheckErr(fmt.Sprintf("%s is not a macvlan of master %s", req.IfName, master.Attrs().Name),
-				fmt.Sprintf("its parent has ifindex %d, %s has %d", mv.ParentIndex, master.Attrs().Name, master.Attrs().Index))
-		}
-		return nil
+		return a.CheckParent(l, parentNS, master)
 	})
 }
 

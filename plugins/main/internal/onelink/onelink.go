@@ -112,6 +112,36 @@ func (a *Attachment) Parent(name string, inContainer bool) (*link.Namespace, net
 	return ns, l, nil
 }
 
+// CheckParent verifies the container link l is a child of parent, which
+// lives in parentNS (the host or the container): the same ifindex, in the
+// same namespace (ifindexes repeat across namespaces, so the link's
+// link-netns id must be the parent namespace's, or absent when the parent
+// is in the container).
+func (a *Attachment) CheckParent(l netlink.Link, parentNS *link.Namespace, parent netlink.Link) error {
+	name, pname := l.Attrs().Name, parent.Attrs().Name
+	if l.Attrs().ParentIndex != parent.Attrs().Index {
+		return CheckErr(fmt.Sprintf("%s is not a child of master %s", name, pname),
+			fmt.Sprintf("its parent has ifindex %d, %s has %d", l.Attrs().ParentIndex, pname, parent.Attrs().Index))
+	}
+	nsid := l.Attrs().NetNsID
+	if parentNS == a.Cont {
+		if nsid >= 0 {
+			return CheckErr(fmt.Sprintf("%s is not a child of master %s in the container", name, pname),
+				fmt.Sprintf("its parent is in another namespace (netns id %d)", nsid))
+		}
+		return nil
+	}
+	want, err := a.Cont.Handle.GetNetNsIdByFd(parentNS.Fd())
+	if err != nil {
+		return cni.NewError(cni.ErrInternal, "cannot read the host namespace's id as the container sees it", err.Error())
+	}
+	if nsid < 0 || nsid != want {
+		return CheckErr(fmt.Sprintf("%s is not a child of master %s in the host namespace", name, pname),
+			fmt.Sprintf("its parent's namespace id is %d, the host's %d", nsid, want))
+	}
+	return nil
+}
+
 // CheckMTU refuses an MTU that is negative or above the parent's (0 means
 // inherit the parent's).
 func CheckMTU(mtu int, parent netlink.Link) error {
