@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -15,23 +16,27 @@ import (
 //
 //   - <cacheDir>/knit-locks/gc: ADD, CHECK and DEL hold it shared, GC
 //     exclusive, so no ADD/DEL runs while a GC does (spec §1.4);
-//   - <cacheDir>/knit-locks/container-<id>: exclusive per container, so
-//     operations on one container never overlap.
+//   - <cacheDir>/knit-locks/container-<nn>: exclusive per container, so
+//     operations on one container never overlap. Containers hash into 256
+//     lock files, so the set stays bounded and no file is created or
+//     removed per operation; two containers sharing a file merely take
+//     turns.
 //
 // Runtimes built on the reference library ignore these files.
 const lockDirName = "knit-locks"
 
+// containerLockBuckets is the number of per-container lock files.
+const containerLockBuckets = 256
+
 // fileLock is a held flock.
 type fileLock struct {
-	f      *os.File
-	path   string
-	remove bool // unlink on release (per-container locks, so none pile up)
+	f *os.File
 }
 
 // lockFile takes a flock on path (created as needed), waiting until it is
-// free or ctx is done. The lock file may be unlinked by its holder on
-// release; a lock won on an unlinked file is retried on the new one.
-func lockFile(ctx context.Context, path string, how int, remove bool) (*fileLock, error) {
+// free or ctx is done. Should a lock file be removed (by hand) while a
+// process waits on it, the lock won on the unlinked file is retried.
+func lockFile(ctx context.Context, path string, how int) (*fileLock, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create lock directory (is the cache directory writable?): %w", err)
 	}
@@ -44,7 +49,7 @@ func lockFile(ctx context.Context, path string, how int, remove bool) (*fileLock
 		err = syscall.Flock(int(f.Fd()), how|syscall.LOCK_NB)
 		if err == nil {
 			if sameFile(f, path) {
-				return &fileLock{f: f, path: path, remove: remove}, nil
+				return &fileLock{f: f}, nil
 			}
 			f.Close() // won the lock on a file its holder already unlinked
 			continue
@@ -75,9 +80,6 @@ func (l *fileLock) release() {
 	if l == nil {
 		return
 	}
-	if l.remove {
-		os.Remove(l.path)
-	}
 	l.f.Close()
 }
 
@@ -91,14 +93,17 @@ func (ls opLocks) release() {
 }
 
 // lockContainer takes the GC lock shared and the container's lock
-// exclusively. containerID must already be validated (it names a file).
+// exclusively.
 func (c *CNI) lockContainer(ctx context.Context, containerID string) (opLocks, error) {
 	dir := filepath.Join(c.cacheDir, lockDirName)
-	g, err := lockFile(ctx, filepath.Join(dir, "gc"), syscall.LOCK_SH, false)
+	g, err := lockFile(ctx, filepath.Join(dir, "gc"), syscall.LOCK_SH)
 	if err != nil {
 		return nil, err
 	}
-	cl, err := lockFile(ctx, filepath.Join(dir, "container-"+containerID), syscall.LOCK_EX, true)
+	h := fnv.New32a()
+	h.Write([]byte(containerID))
+	name := fmt.Sprintf("container-%02x", h.Sum32()%containerLockBuckets)
+	cl, err := lockFile(ctx, filepath.Join(dir, name), syscall.LOCK_EX)
 	if err != nil {
 		g.release()
 		return nil, err
@@ -108,7 +113,7 @@ func (c *CNI) lockContainer(ctx context.Context, containerID string) (opLocks, e
 
 // lockGC takes the GC lock exclusively.
 func (c *CNI) lockGC(ctx context.Context) (opLocks, error) {
-	g, err := lockFile(ctx, filepath.Join(c.cacheDir, lockDirName, "gc"), syscall.LOCK_EX, false)
+	g, err := lockFile(ctx, filepath.Join(c.cacheDir, lockDirName, "gc"), syscall.LOCK_EX)
 	if err != nil {
 		return nil, err
 	}

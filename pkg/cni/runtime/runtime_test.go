@@ -569,8 +569,8 @@ func TestSerialisation(t *testing.T) {
 			}
 		}
 	}
-	if entries, _ := os.ReadDir(filepath.Join(l.cacheDir, lockDirName)); len(entries) != 1 {
-		t.Errorf("lock files left: %d entries (want only gc)", len(entries))
+	if entries, _ := os.ReadDir(filepath.Join(l.cacheDir, lockDirName)); len(entries) != 2 {
+		t.Errorf("%d lock files, want 2 (gc and one container bucket)", len(entries))
 	}
 	// GC waits for a running ADD.
 	slow := mkList(t, nil, l.plugin("fake-a", map[string]fakeAction{"ADD": {SleepMS: 400}}, nil))
