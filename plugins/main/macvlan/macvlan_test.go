@@ -1,8 +1,12 @@
 package macvlan_test
 
 import (
+	"bytes"
+	"crypto/sha512"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -434,4 +438,90 @@ func TestMacvlanWithPtpReachesHost(t *testing.T) {
 		t.Fatalf("ptp result has no gateway: %+v", pr.IPs)
 	}
 	reach(t, ctr, gw)
+}
+
+// cnitool returns the reference cnitool: the prebuilt one in /tmp/refbin
+// when there is one, else built from the module's test dependency.
+func cnitool(t *testing.T) string {
+	t.Helper()
+	if p := "/tmp/refbin/cnitool"; fileExists(p) {
+		return p
+	}
+	bin := filepath.Join(t.TempDir(), "cnitool")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/containernetworking/cni/cnitool").CombinedOutput()
+	if err != nil {
+		t.Fatalf("building the reference cnitool: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// The reference cnitool drives knit's macvlan (with knit's host-local) in
+// the lab's host namespace: ADD, CHECK (from its result cache), DEL.
+func TestMacvlanCnitool(t *testing.T) {
+	l := newLab(t)
+	tool := cnitool(t)
+	eth0 := l.Uplink("eth0", 0)
+	ctr := l.Container()
+	confDir := t.TempDir()
+	name := nstest.UniqueName("mv")
+	conf := l.Conf(name, map[string]any{"master": "eth0", "ipam": hostLocal("10.1.11.0/24")})
+	if err := os.WriteFile(filepath.Join(confDir, "10-mv.conf"), conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("cnitool-%x", sha512.Sum512([]byte(ctr)))[:len("cnitool-")+20]
+	cache := filepath.Join("/var/lib/cni/results", name+"-"+id+"-eth0")
+	t.Cleanup(func() { os.Remove(cache) })
+
+	run := func(verb string) string {
+		t.Helper()
+		cmd := exec.Command(tool, verb, name, ctr)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "NETCONFPATH=" + confDir, "CNI_PATH=" + l.Plugins, "CNI_IFNAME=eth0"}
+		out, err := runIn(l.Host, cmd)
+		if err != nil {
+			t.Fatalf("cnitool %s: %v\n%s", verb, err, out)
+		}
+		return string(out)
+	}
+	out := run("add")
+	r, err := cni.ParseResult([]byte(out), "1.1.0")
+	if err != nil || len(r.Interfaces) != 1 || r.Interfaces[0].Sandbox != ctr || len(r.IPs) != 1 {
+		t.Fatalf("cnitool add printed %v: %s", err, out)
+	}
+	if mv := macvlanIn(t, ctr, "eth0"); mv.ParentIndex != eth0.Attrs().Index || mv.HardwareAddr.String() != r.Interfaces[0].Mac {
+		t.Fatalf("macvlan parent %d MAC %s; want %d %s", mv.ParentIndex, mv.HardwareAddr, eth0.Attrs().Index, r.Interfaces[0].Mac)
+	}
+	if !fileExists(cache) {
+		t.Fatalf("cnitool cached no result at %s", cache)
+	}
+	run("check")
+	// CHECK must fail once the address is gone (cnitool reports it).
+	h := nstest.Handle(t, ctr)
+	lk, _ := h.LinkByName("eth0")
+	if err := h.AddrDel(lk, &netlink.Addr{IPNet: &r.IPs[0].Address}); err != nil {
+		t.Fatal(err)
+	}
+	bad := exec.Command(tool, "check", name, ctr)
+	bad.Env = []string{"PATH=" + os.Getenv("PATH"), "NETCONFPATH=" + confDir, "CNI_PATH=" + l.Plugins, "CNI_IFNAME=eth0"}
+	if out, err := runIn(l.Host, bad); err == nil {
+		t.Fatalf("cnitool check passed with the address removed:\n%s", out)
+	}
+	run("del")
+	if nstest.LinkExists(t, ctr, "eth0") || fileExists(cache) {
+		t.Fatal("cnitool del left the link or the cached result")
+	}
+	if got := l.Reservations(name); len(got) != 0 {
+		t.Fatalf("host-local still holds %v", got)
+	}
+}
+
+func runIn(nsPath string, cmd *exec.Cmd) ([]byte, error) {
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := netns.Do(nsPath, cmd.Run)
+	return out.Bytes(), err
 }
