@@ -48,6 +48,9 @@ func (s *Snapshot) Text(w io.Writer) {
 			fmt.Fprintf(w, "  %-14s %-8s %-4s %-32s %s\n", l.Name, l.Type, state, addrs, strings.Join(extra, "  "))
 		}
 		for _, r := range ns.Routes {
+			if strings.HasPrefix(r, "fe80::/64 ") {
+				continue // every IPv6 link has one; they say nothing
+			}
 			fmt.Fprintf(w, "  route %s\n", r)
 		}
 	}
