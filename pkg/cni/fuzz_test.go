@@ -3,6 +3,7 @@ package cni_test
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -50,6 +51,11 @@ func FuzzParseResult(f *testing.F) {
 	f.Add([]byte(`{"cniVersion":"0.3.0","ip":[{"version":"4","address":"10.0.0.2/24"}]}`), "")
 	f.Add([]byte(`{"cniVersion":"1.1.0","interfaces":[null]}`), "")
 	f.Add([]byte(`null`), "0.2.0")
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 40; i++ {
+		v := append([]string{""}, cni.AllVersions...)[i%8]
+		f.Add([]byte(randomResultJSON(rng, v)), v)
+	}
 	f.Add([]byte(`{"cniVersion":"0.2.0","ip4":{"ip":"10.0.0.2/24","routes":[{"dst":"1.0.0.0/8","mtu":9}]}}`), "")
 
 	f.Fuzz(func(t *testing.T, data []byte, defVersion string) {
