@@ -90,3 +90,17 @@ func TestAddDelCostFlat(t *testing.T) {
 		t.Errorf("Add+Del with 2000 attachments costs %.2f× that with 10, want ≤ 1.2×", ratio)
 	}
 }
+
+// TestGCLargeSet removes more elements than fit in one netlink batch.
+func TestGCLargeSet(t *testing.T) {
+	m, fd := newTestMasq(t)
+	fillSet(t, m, fd, 3000)
+	seed := Owner{Network: "benchnet", ContainerID: "seed", IfName: "eth0"}
+	must(t, m.GC("benchnet", []Owner{seed}))
+	got, err := m.List("benchnet")
+	must(t, err)
+	if len(got) != 1 || got[0].Owner != seed {
+		t.Fatalf("after GC: %d entries, want only the seed's", len(got))
+	}
+	must(t, m.Check(seed, cidrs(t, "10.60.255.254/16")))
+}

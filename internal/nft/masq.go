@@ -671,7 +671,6 @@ func (m *Masq) GC(network string, keep []Owner) (err error) {
 			return k.ContainerID == o.ContainerID && k.IfName == o.IfName
 		})
 	}
-	queued := false
 	for _, f := range families {
 		obj := objectsFor(f, network)
 		elems, err := c.GetSetElements(obj.srcs)
@@ -702,21 +701,20 @@ func (m *Masq) GC(network string, keep []Owner) (err error) {
 			if err := obj.queueDelete(c, obj.jumpRules(rules)); err != nil {
 				return kernelErr("preparing the masquerade batch", err)
 			}
-			queued = true
-			continue
-		}
-		if len(drop) > 0 {
-			if err := c.SetDeleteElements(obj.srcs, drop); err != nil {
-				return kernelErr("preparing the masquerade batch", err)
+		} else {
+			// In chunks: one netlink batch must fit in a socket buffer.
+			for chunk := range slices.Chunk(drop, 512) {
+				if err := c.SetDeleteElements(obj.srcs, chunk); err != nil {
+					return kernelErr("preparing the masquerade batch", err)
+				}
+				if err := c.Flush(); err != nil {
+					return kernelErr("removing masquerade for network "+network, err)
+				}
 			}
-			queued = true
 		}
-	}
-	if !queued {
-		return nil
-	}
-	if err := c.Flush(); err != nil {
-		return kernelErr("removing masquerade for network "+network, err)
+		if err := c.Flush(); err != nil {
+			return kernelErr("removing masquerade for network "+network, err)
+		}
 	}
 	return nil
 }
