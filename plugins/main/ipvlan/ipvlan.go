@@ -151,9 +151,10 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 		return err
 	}
 	defer a.Close()
+	var parentNS *link.Namespace
 	var master netlink.Link
 	if conf.Master != "" {
-		if _, master, err = a.Parent(conf.Master, conf.LinkInContainer); err != nil {
+		if parentNS, master, err = a.Parent(conf.Master, conf.LinkInContainer); err != nil {
 			return err
 		}
 	}
@@ -166,11 +167,10 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 			return onelink.CheckErr(fmt.Sprintf("container ipvlan mode %s does not match expected value: %s", ModeName(iv.Mode), ModeName(conf.mode)),
 				"the interface was changed after ADD; DEL and ADD the attachment again")
 		}
-		if master != nil && iv.ParentIndex != master.Attrs().Index {
-			return onelink.CheckErr(fmt.Sprintf("%s is not an ipvlan of master %s", req.IfName, master.Attrs().Name),
-				fmt.Sprintf("its parent has ifindex %d, %s has %d", iv.ParentIndex, master.Attrs().Name, master.Attrs().Index))
+		if master == nil {
+			return nil
 		}
-		return nil
+		return a.CheckParent(l, parentNS, master)
 	})
 }
 
