@@ -114,7 +114,7 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 		return err
 	}
 	defer a.Close()
-	_, master, err := a.Parent(conf.Master, conf.LinkInContainer)
+	parentNS, master, err := a.Parent(conf.Master, conf.LinkInContainer)
 	if err != nil {
 		return err
 	}
@@ -127,11 +127,7 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 			return onelink.CheckErr(fmt.Sprintf("container vlan id %d does not match expected value: %d", v.VlanId, conf.VlanID),
 				"the interface was changed after ADD; DEL and ADD the attachment again")
 		}
-		if v.ParentIndex != master.Attrs().Index {
-			return onelink.CheckErr(fmt.Sprintf("%s is not a vlan of master %s", req.IfName, master.Attrs().Name),
-				fmt.Sprintf("its parent has ifindex %d, %s has %d", v.ParentIndex, master.Attrs().Name, master.Attrs().Index))
-		}
-		return nil
+		return a.CheckParent(l, parentNS, master)
 	})
 }
 
