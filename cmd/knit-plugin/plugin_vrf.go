@@ -1,0 +1,5 @@
+package main
+
+import "github.com/knit-cni/knit/plugins/meta/vrf"
+
+func init() { register(vrf.Plugin{}, vrf.Info) }
