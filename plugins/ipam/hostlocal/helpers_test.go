@@ -206,3 +206,15 @@ func writeFile(t testing.TB, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// hintNames lists the owner hints of dataDir's testnet (without boot_id).
+func hintNames(t testing.TB, dataDir string) []string {
+	t.Helper()
+	var out []string
+	for _, n := range listDir(t, filepath.Join(dataDir, ".knit", "testnet")) {
+		if n != "boot_id" {
+			out = append(out, n)
+		}
+	}
+	return out
+}

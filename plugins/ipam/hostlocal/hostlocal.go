@@ -16,10 +16,20 @@
 // so GC reclaims what such a DEL missed.
 //
 // An address file that is empty or blank (a writer crashed between creating
-// and filling it) is owned by nobody. ADD leaves it alone while it is younger
-// than EmptyFileGrace (a writer that ignores the lock, as the reference does
-// on lock errors, might still be filling it) and reclaims it after; GC always
-// releases it.
+// and filling it) is owned by nobody, unless a knit hint names its owner
+// (knit writes the hint first, so the hint is the crashed writer): then DEL
+// of that owner releases it and its re-ADD replaces it. An unhinted empty
+// file is left alone by ADD while it is younger than EmptyFileGrace (a
+// writer that ignores the lock, as the reference does on lock errors, might
+// still be filling it) and reclaimed after; GC always releases it. knit
+// itself never leaves a torn file (see package store).
+//
+// Reboots. The first ADD, DEL, CHECK or GC on a network after a reboot
+// releases every allocation knit made in an earlier boot (package store
+// records the boot id beside its hints): no container of an earlier boot
+// still exists. Allocations the reference plugin made carry no boot id and
+// may belong to a live container, so they stay until their DEL or a GC.
+// STATUS counts earlier-boot allocations as free.
 package hostlocal
 
 import (
@@ -78,14 +88,19 @@ func (hostLocal) Add(_ context.Context, req *skel.Request) (*cni.Result, error) 
 	}
 	defer st.Close()
 	me := store.Owner{ContainerID: req.ContainerID, IfName: req.IfName}
-	snap, err := st.Scan()
+	snap, err := scan(st)
 	if err != nil {
 		return nil, err
 	}
-	owners := resolve(st, snap, &me)
+	owners, torn := resolve(st, snap, &me)
 	var mine []netip.Addr
 	for a, o := range owners {
 		switch {
+		case o == me && torn[a]:
+			// This attachment's own earlier ADD died writing it.
+			if st.Release(a, snap.Allocated[a]) == nil {
+				delete(snap.Allocated, a)
+			}
 		case o == me:
 			mine = append(mine, a)
 		case o.IsZero():
@@ -186,11 +201,53 @@ func reserveRequested(st *store.Store, snap *store.Snapshot, owners map[netip.Ad
 	return nil
 }
 
+// scan takes the store's snapshot and, on the first operation of a boot,
+// releases the allocations knit made in earlier boots.
+func scan(st *store.Store) (*store.Snapshot, error) {
+	snap, err := st.Scan()
+	if err != nil {
+		return nil, err
+	}
+	boot := store.CurrentBoot()
+	if snap.Boot == boot {
+		return snap, nil
+	}
+	if snap.FromEarlierBoot(boot) {
+		reclaimEarlierBoot(st, snap)
+	}
+	st.MarkBoot(boot)
+	return snap, nil
+}
+
+// reclaimEarlierBoot releases every hinted allocation whose file still names
+// the hinted owner (or nobody): knit made it in an earlier boot. Files
+// without a hint, or reassigned since by another implementation, stay.
+func reclaimEarlierBoot(st *store.Store, snap *store.Snapshot) {
+	n := 0
+	for a, hints := range snap.Allocated {
+		if len(hints) == 0 {
+			continue
+		}
+		o, err := st.ReadOwner(a)
+		if err != nil || !o.IsZero() && !slices.Contains(hints, o) {
+			continue
+		}
+		if err := st.Release(a, hints); err != nil {
+			slog.Warn("host-local: cannot release an allocation of an earlier boot", "ip", a, "err", err)
+			continue
+		}
+		delete(snap.Allocated, a)
+		n++
+	}
+	slog.Info("host-local: released allocations made before the last reboot", "dir", st.Dir(), "count", n, "bootBefore", snap.Boot)
+}
+
 // resolve reads the owner of every allocated address whose hints do not
 // settle it, and repairs hints that disagree with the file. With me set,
 // addresses whose only hint names someone else are skipped (absent from the
-// result); with me nil every file is read.
-func resolve(st *store.Store, snap *store.Snapshot, me *store.Owner) map[netip.Addr]store.Owner {
+// result); with me nil every file is read. An empty file with exactly one
+// hint is the hinted owner's (knit writes hints first) and is marked torn.
+func resolve(st *store.Store, snap *store.Snapshot, me *store.Owner) (map[netip.Addr]store.Owner, map[netip.Addr]bool) {
 	for _, h := range snap.StaleHints {
 		if err := st.RemoveHint(h); err != nil {
 			slog.Debug("host-local: cannot remove stale hint", "err", err)
@@ -198,6 +255,7 @@ func resolve(st *store.Store, snap *store.Snapshot, me *store.Owner) map[netip.A
 	}
 	snap.StaleHints = nil
 	out := make(map[netip.Addr]store.Owner)
+	torn := make(map[netip.Addr]bool)
 	for a, hints := range snap.Allocated {
 		if me != nil && len(hints) == 1 && hints[0] != *me {
 			continue
@@ -209,6 +267,10 @@ func resolve(st *store.Store, snap *store.Snapshot, me *store.Owner) map[netip.A
 		}
 		if err != nil {
 			slog.Warn("host-local: cannot read address file; treating it as taken", "ip", a, "err", err)
+			continue
+		}
+		if o.IsZero() && len(hints) == 1 {
+			out[a], torn[a] = hints[0], true
 			continue
 		}
 		out[a] = o
@@ -225,7 +287,7 @@ func resolve(st *store.Store, snap *store.Snapshot, me *store.Owner) map[netip.A
 		}
 		snap.Allocated[a] = []store.Owner{o}
 	}
-	return out
+	return out, torn
 }
 
 // storeConf is the part of the config DEL and GC need: they must work even
@@ -256,12 +318,12 @@ func (hostLocal) Del(_ context.Context, req *skel.Request) error {
 		return err
 	}
 	defer st.Close()
-	snap, err := st.Scan()
+	snap, err := scan(st)
 	if err != nil {
 		return err
 	}
 	me := store.Owner{ContainerID: req.ContainerID, IfName: req.IfName}
-	owners := resolve(st, snap, &me)
+	owners, _ := resolve(st, snap, &me)
 	var exact, legacy []netip.Addr
 	for a, o := range owners {
 		if o == me {
@@ -294,12 +356,12 @@ func (hostLocal) Check(_ context.Context, req *skel.Request) error {
 		return err
 	}
 	defer st.Close()
-	snap, err := st.Scan()
+	snap, err := scan(st)
 	if err != nil {
 		return err
 	}
 	me := store.Owner{ContainerID: req.ContainerID, IfName: req.IfName}
-	owners := resolve(st, snap, nil)
+	owners, _ := resolve(st, snap, nil)
 	for i, set := range cfg.Sets {
 		found := false
 		for a, o := range owners {
@@ -340,21 +402,25 @@ func (hostLocal) Check(_ context.Context, req *skel.Request) error {
 // (cni.dev/valid-attachments, or the older cni.dev/attachments). Legacy files
 // naming only a container ID stay while any valid attachment has that ID;
 // empty files are released. It continues past errors and reports them all.
+//
+// A GC without either key (the reference cnitool sends none) releases only
+// what an earlier boot left and says so on stderr: an absent list is not an
+// empty one, and releasing every address because a caller forgot the key
+// would be unrecoverable. An explicit empty list releases every address.
 func (hostLocal) GC(_ context.Context, req *skel.Request) error {
-	if req.NetConf.ValidAttachments == nil && req.NetConf.LegacyAttachments == nil {
-		// An absent list is not an empty one: releasing every address because
-		// a caller forgot the key would be unrecoverable.
-		return cni.NewError(cni.ErrInvalidNetworkConfig, "GC needs cni.dev/valid-attachments",
-			"the runtime must list the attachments to keep (an empty list releases every address)")
-	}
 	st, err := openStore(req.Config)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	snap, err := st.Scan()
+	snap, err := scan(st)
 	if err != nil {
 		return err
+	}
+	if req.NetConf.ValidAttachments == nil && req.NetConf.LegacyAttachments == nil {
+		slog.Warn("host-local: GC without cni.dev/valid-attachments releases nothing of this boot; the runtime must list the attachments to keep",
+			"network", req.NetConf.Name)
+		return nil
 	}
 	valid := map[store.Owner]bool{}
 	validID := map[string]bool{}
@@ -362,7 +428,7 @@ func (hostLocal) GC(_ context.Context, req *skel.Request) error {
 		valid[store.Owner{ContainerID: att.ContainerID, IfName: att.IfName}] = true
 		validID[att.ContainerID] = true
 	}
-	owners := resolve(st, snap, nil)
+	owners, _ := resolve(st, snap, nil)
 	var errs []error
 	for a, o := range owners {
 		keep := valid[o] || o.Legacy() && validID[o.ContainerID]
@@ -390,9 +456,13 @@ func (hostLocal) Status(_ context.Context, req *skel.Request) error {
 	if err != nil {
 		return err
 	}
+	stale := snap.FromEarlierBoot(store.CurrentBoot())
 	for i, set := range cfg.Sets {
 		var used uint64
-		for a := range snap.Allocated {
+		for a, hints := range snap.Allocated {
+			if stale && len(hints) > 0 {
+				continue // released by the next ADD
+			}
 			if set.Allocatable(a) {
 				used++
 			}

@@ -66,7 +66,7 @@ func TestInteropWithReference(t *testing.T) {
 	}
 	// After the reference DELed knit's allocation, knit's stale hints are dropped.
 	mustOK(t, run(t, call{cmd: "ADD", cid: "ours3", conf: conf}))
-	for _, h := range listDir(t, filepath.Join(dir, ".knit", "testnet")) {
+	for _, h := range hintNames(t, dir) {
 		if strings.Contains(h, "~ours1~") {
 			t.Fatalf("stale hint %s survived", h)
 		}
@@ -157,7 +157,7 @@ func TestConcurrentProcesses(t *testing.T) {
 	if left := listDir(t, filepath.Join(dir, "testnet")); !reflect.DeepEqual(left, []string{"last_reserved_ip.0", "last_reserved_ip.1", "lock"}) {
 		t.Fatalf("network dir after all DELs: %v", left)
 	}
-	if left := listDir(t, filepath.Join(dir, ".knit", "testnet")); len(left) != 0 {
+	if left := hintNames(t, dir); len(left) != 0 {
 		t.Fatalf("hints after all DELs: %v", left)
 	}
 }

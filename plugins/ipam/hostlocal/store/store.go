@@ -12,12 +12,26 @@
 //
 // Hints let ADD learn who owns which address from directory names alone, so
 // an ADD reads file contents only for addresses without a single hint (files
-// written by another implementation, legacy files, files of a crashed ADD).
+// written by another implementation, legacy files).
 // Hints are only hints: an owner found through one is confirmed by reading the
-// address file, and a hint whose address file is gone is removed. The address
-// file is created before its hint and the hint removed before its file, so a
-// crash leaves at worst an address without a hint, which is read like a
-// foreign file.
+// address file, and a hint whose address file is gone is removed.
+//
+// Crash safety. Every writer holds the lock, so whatever a writer leaves
+// half-done is garbage to the next one. Reserve writes the hint first, then
+// the owner into a temporary file beside the hints, then links that file to
+// the address's name (link fails if the name exists, like O_EXCL), so an
+// address file is never torn and always has its hint: a plugin killed at any
+// point leaves a stale hint (removed by the next Scan), a temporary file
+// (removed by the next Scan) or a complete allocation its owner's DEL finds.
+// last_reserved_ip.N is replaced by rename, never truncated.
+//
+// Boots. The hint directory also holds "boot_id", the kernel boot id
+// (/proc/sys/kernel/random/boot_id) of the last operation on the network.
+// When it differs from the running kernel's, every hinted allocation was made
+// in an earlier boot; no container of an earlier boot still exists, so the
+// plugin reclaims them (see Snapshot.Boot). Allocations without a hint (made
+// by the reference plugin, which records no boot) are left to DEL and GC:
+// they may belong to a live container of this boot.
 package store
 
 import (
@@ -44,7 +58,37 @@ const (
 	HintDir   = ".knit"
 	lineBreak = "\r\n"
 	hintSep   = "~"
+	// BootFile, in a network's hint directory, holds the boot id of the last
+	// operation.
+	BootFile = "boot_id"
+	// tmpPrefix names temporary files in the hint directory.
+	tmpPrefix = "tmp."
 )
+
+// BootIDPath is where the kernel publishes the current boot's id.
+const BootIDPath = "/proc/sys/kernel/random/boot_id"
+
+// StepHook, when set, is called at each step of Reserve with the step's name
+// ("hint", "temp", "link", "last"). Only fault-injection tests set it, to
+// widen the window between steps; it is nil in the plugin.
+var StepHook func(step string)
+
+// Step calls StepHook if it is set.
+func Step(name string) {
+	if StepHook != nil {
+		StepHook(name)
+	}
+}
+
+// CurrentBoot returns the running kernel's boot id, or "" when it cannot be
+// read (then no allocation is ever taken for one of an earlier boot).
+func CurrentBoot() string {
+	b, err := os.ReadFile(BootIDPath)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
 
 // Owner is the attachment an address file names. IfName is empty for legacy
 // files holding only a container ID; a zero Owner is an empty file.
@@ -132,7 +176,7 @@ func Peek(dataDir, network string) (*Snapshot, error) {
 	if _, err := os.Stat(s.dir); errors.Is(err, os.ErrNotExist) {
 		return &Snapshot{Allocated: map[netip.Addr][]Owner{}}, nil
 	}
-	return s.Scan()
+	return s.scan(false)
 }
 
 // Dir is the network's directory.
@@ -158,6 +202,15 @@ type Snapshot struct {
 	Allocated map[netip.Addr][]Owner
 	// StaleHints are hints whose address file is gone.
 	StaleHints []Hint
+	// Boot is the boot id recorded by the last operation ("" when none was
+	// recorded: a new directory, or one only other implementations used).
+	Boot string
+}
+
+// FromEarlierBoot reports whether the hinted allocations in the snapshot
+// were made in an earlier boot than current.
+func (s *Snapshot) FromEarlierBoot(current string) bool {
+	return s.Boot != "" && current != "" && s.Boot != current
 }
 
 // Hint is one owner hint.
@@ -207,8 +260,11 @@ func readNames(dir string) ([]string, error) {
 
 // Scan lists the network directory and the hint directory once each.
 // Names that are neither addresses nor the reference's own files are
-// skipped (and logged), so garbage never blocks allocation.
-func (s *Store) Scan() (*Snapshot, error) {
+// skipped (and logged), so garbage never blocks allocation; temporary files
+// a killed writer left are removed.
+func (s *Store) Scan() (*Snapshot, error) { return s.scan(true) }
+
+func (s *Store) scan(locked bool) (*Snapshot, error) {
 	names, err := readNames(s.dir)
 	if err != nil {
 		return nil, ioErr("cannot list the host-local data directory", err)
@@ -228,6 +284,20 @@ func (s *Store) Scan() (*Snapshot, error) {
 		}
 	}
 	for _, n := range hints {
+		if n == BootFile {
+			if b, err := os.ReadFile(filepath.Join(s.hints, n)); err == nil {
+				snap.Boot = strings.TrimSpace(string(b))
+			}
+			continue
+		}
+		if strings.HasPrefix(n, tmpPrefix) {
+			if locked {
+				// Every writer holds the lock: a temporary file seen under
+				// it belongs to a writer that died.
+				os.Remove(filepath.Join(s.hints, n))
+			}
+			continue
+		}
 		h, ok := parseHint(n)
 		if !ok {
 			continue
@@ -266,10 +336,52 @@ func (s *Store) Age(a netip.Addr) (time.Duration, error) {
 }
 
 // Reserve creates a's file for owner if no file exists, records a as the last
-// address reserved from range set setIndex, and writes the owner hint. It
-// reports false, nil when the address is already taken.
+// address reserved from range set setIndex, and writes the owner hint (before
+// the file, see the package doc). It reports false, nil when the address is
+// already taken.
 func (s *Store) Reserve(a netip.Addr, owner Owner, setIndex int) (bool, error) {
 	path := filepath.Join(s.dir, a.String())
+	if _, err := os.Lstat(path); err == nil {
+		return false, nil
+	}
+	hint := Hint{Addr: a, Owner: owner}
+	s.AddHint(hint)
+	Step("hint")
+	ok, err := s.create(path, owner.Format())
+	if !ok || err != nil {
+		s.RemoveHint(hint)
+		return false, err
+	}
+	Step("link")
+	last := filepath.Join(s.dir, LastReservedPrefix+strconv.Itoa(setIndex))
+	if err := s.replaceFile(last, a.String()); err != nil {
+		s.Release(a, []Owner{owner})
+		return false, ioErr("cannot write "+last, err)
+	}
+	Step("last")
+	return true, nil
+}
+
+// create makes path with content, failing (false, nil) if it exists. The
+// content goes into a temporary file first, linked into place, so the file
+// is never seen torn; without a usable hint directory it falls back to
+// O_EXCL and a write.
+func (s *Store) create(path, content string) (bool, error) {
+	if s.hints != "" {
+		tmp, err := s.writeTemp(content)
+		if err == nil {
+			Step("temp")
+			err = os.Link(tmp, path)
+			os.Remove(tmp)
+			if errors.Is(err, os.ErrExist) {
+				return false, nil
+			}
+			if err == nil {
+				return true, nil
+			}
+		}
+		slog.Debug("host-local: cannot link the address file into place; writing it directly", "path", path, "err", err)
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, os.ErrExist) {
 		return false, nil
@@ -277,7 +389,7 @@ func (s *Store) Reserve(a netip.Addr, owner Owner, setIndex int) (bool, error) {
 	if err != nil {
 		return false, ioErr("cannot create the address file "+path, err)
 	}
-	_, err = f.WriteString(owner.Format())
+	_, err = f.WriteString(content)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -285,13 +397,55 @@ func (s *Store) Reserve(a netip.Addr, owner Owner, setIndex int) (bool, error) {
 		os.Remove(path)
 		return false, ioErr("cannot write the address file "+path, err)
 	}
-	last := filepath.Join(s.dir, LastReservedPrefix+strconv.Itoa(setIndex))
-	if err := os.WriteFile(last, []byte(a.String()), 0o644); err != nil {
-		os.Remove(path)
-		return false, ioErr("cannot write "+last, err)
-	}
-	s.AddHint(Hint{Addr: a, Owner: owner})
 	return true, nil
+}
+
+// writeTemp writes content to a new temporary file in the hint directory.
+func (s *Store) writeTemp(content string) (string, error) {
+	f, err := os.CreateTemp(s.hints, tmpPrefix+"*")
+	if err != nil {
+		return "", err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", err
+	}
+	_, err = f.WriteString(content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// replaceFile replaces path's content atomically where it can (a temporary
+// file renamed over it), else by writing it in place.
+func (s *Store) replaceFile(path, content string) error {
+	if s.hints != "" {
+		if tmp, err := s.writeTemp(content); err == nil {
+			if err = os.Rename(tmp, path); err == nil {
+				return nil
+			}
+			os.Remove(tmp)
+		}
+	}
+	return os.WriteFile(path, []byte(content), 0o644)
+}
+
+// MarkBoot records boot as the boot of the network's allocations. Without a
+// hint directory there is nowhere to record it, and nothing is reclaimed by
+// boot.
+func (s *Store) MarkBoot(boot string) {
+	if s.hints == "" || boot == "" {
+		return
+	}
+	if err := s.replaceFile(filepath.Join(s.hints, BootFile), boot+"\n"); err != nil {
+		slog.Warn("host-local: cannot record the boot id", "dir", s.hints, "err", err)
+	}
 }
 
 // AddHint writes an owner hint. Failing to is not an error: a missing hint
