@@ -61,9 +61,6 @@ func (Plugin) Add(ctx context.Context, req *skel.Request) (*cni.Result, error) {
 // Del removes the dummy interface and the IPAM reservation; best effort and
 // repeatable.
 func (Plugin) Del(ctx context.Context, req *skel.Request) error {
-	if err := parseConfig(req.Config); err != nil {
-		return err
-	}
 	return onelink.Del(ctx, req)
 }
 
@@ -94,10 +91,8 @@ func (Plugin) Status(ctx context.Context, req *skel.Request) error {
 	return onelink.Status(ctx, req)
 }
 
-// GC forwards to the IPAM plugin, which releases stale reservations.
+// GC forwards to the IPAM plugin, which releases stale reservations; like
+// DEL it needs only the common keys.
 func (Plugin) GC(ctx context.Context, req *skel.Request) error {
-	if err := parseConfig(req.Config); err != nil {
-		return err
-	}
 	return onelink.GC(ctx, req)
 }

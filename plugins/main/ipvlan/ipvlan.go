@@ -129,11 +129,10 @@ func (Plugin) Add(ctx context.Context, req *skel.Request) (*cni.Result, error) {
 }
 
 // Del removes the ipvlan and the IPAM reservation; best effort and
-// repeatable, and it needs neither the master nor the namespace to exist.
+// repeatable: it needs neither the master nor the namespace to exist, and
+// only the common keys of the config (skel has decoded them), so a config
+// ADD refused can still be deleted.
 func (Plugin) Del(ctx context.Context, req *skel.Request) error {
-	if _, err := parseConfig(req.Config, nil); err != nil {
-		return err
-	}
 	return onelink.Del(ctx, req)
 }
 
@@ -182,10 +181,8 @@ func (Plugin) Status(ctx context.Context, req *skel.Request) error {
 	return onelink.Status(ctx, req)
 }
 
-// GC forwards to the IPAM plugin, which releases stale reservations.
+// GC forwards to the IPAM plugin, which releases stale reservations; like
+// DEL it needs only the common keys.
 func (Plugin) GC(ctx context.Context, req *skel.Request) error {
-	if _, err := parseConfig(req.Config, nil); err != nil {
-		return err
-	}
 	return onelink.GC(ctx, req)
 }

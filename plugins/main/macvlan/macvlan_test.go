@@ -308,7 +308,8 @@ func TestMacvlanBadConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctr := l.Container()
 			tc.keys["ipam"] = ipam
-			e := l.Fails(linklab.Call{Cmd: "ADD", ID: "c1", Netns: ctr, Args: tc.args}, l.Conf("bad", tc.keys))
+			conf := l.Conf("bad", tc.keys)
+			e := l.Fails(linklab.Call{Cmd: "ADD", ID: "c1", Netns: ctr, Args: tc.args}, conf)
 			if e.Code != tc.code || !strings.Contains(e.Error(), tc.want) {
 				t.Errorf("error %v (code %d); want code %d mentioning %q", e, e.Code, tc.code, tc.want)
 			}
@@ -318,6 +319,8 @@ func TestMacvlanBadConfig(t *testing.T) {
 			if got := l.Reservations("bad"); len(got) != 0 {
 				t.Errorf("reservations %v after failed ADD", got)
 			}
+			// The runtime's DEL after the failed ADD succeeds.
+			l.OK(linklab.Call{Cmd: "DEL", ID: "c1", Netns: ctr, Args: tc.args}, conf)
 		})
 	}
 }

@@ -183,7 +183,8 @@ func TestVlanBadConfig(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ctr := l.Container()
-			e := l.Fails(linklab.Call{Cmd: "ADD", ID: "c1", Netns: ctr}, l.Conf("bad", tc.keys))
+			conf := l.Conf("bad", tc.keys)
+			e := l.Fails(linklab.Call{Cmd: "ADD", ID: "c1", Netns: ctr}, conf)
 			if e.Code != cni.ErrInvalidNetworkConfig || !strings.Contains(e.Error(), tc.want) {
 				t.Errorf("error %v (code %d); want code 7 mentioning %q", e, e.Code, tc.want)
 			}
@@ -193,6 +194,8 @@ func TestVlanBadConfig(t *testing.T) {
 			if got := l.Reservations("bad"); len(got) != 0 {
 				t.Errorf("reservations %v after failed ADD", got)
 			}
+			// The runtime's DEL after the failed ADD succeeds.
+			l.OK(linklab.Call{Cmd: "DEL", ID: "c1", Netns: ctr}, conf)
 		})
 	}
 }
