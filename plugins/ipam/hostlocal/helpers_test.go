@@ -5,15 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/knit-cni/knit/pkg/cni"
 	"github.com/knit-cni/knit/pkg/cni/skel"
+	"github.com/knit-cni/knit/plugins/ipam/hostlocal/store"
 )
 
 // asPluginEnv makes the test binary act as the plugin: tests exec
@@ -21,8 +25,17 @@ import (
 // without depending on the rest of cmd/knit-plugin building.
 const asPluginEnv = "KNIT_TEST_RUN_AS_HOST_LOCAL"
 
+// stepDelayEnv (microseconds) makes the child sleep up to that long at each
+// store step.
+const stepDelayEnv = "KNIT_TEST_HOST_LOCAL_STEP_DELAY_US"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(asPluginEnv) == "1" {
+		if us, _ := strconv.Atoi(os.Getenv(stepDelayEnv)); us > 0 {
+			// Fault injection: widen the window between store steps so
+			// SIGKILLs land inside ADD, not only in process start-up.
+			store.StepHook = func(string) { time.Sleep(time.Duration(rand.IntN(us)) * time.Microsecond) }
+		}
 		skel.Main(Plugin, Info)
 	}
 	os.Exit(m.Run())

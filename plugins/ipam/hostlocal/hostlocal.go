@@ -92,6 +92,7 @@ func (hostLocal) Add(_ context.Context, req *skel.Request) (*cni.Result, error) 
 	if err != nil {
 		return nil, err
 	}
+	store.Step("scan")
 	owners, torn := resolve(st, snap, &me)
 	var mine []netip.Addr
 	for a, o := range owners {

@@ -30,8 +30,10 @@
 // When it differs from the running kernel's, every hinted allocation was made
 // in an earlier boot; no container of an earlier boot still exists, so the
 // plugin reclaims them (see Snapshot.Boot). Allocations without a hint (made
-// by the reference plugin, which records no boot) are left to DEL and GC:
-// they may belong to a live container of this boot.
+// by the reference plugin, which records no boot, since knit last looked)
+// are left to DEL and GC: they may belong to a live container of this boot.
+// A foreign file knit reads gets a hint then, so it too is recognised as
+// older after the next reboot.
 package store
 
 import (
