@@ -531,3 +531,68 @@ func runIn(nsPath string, cmd *exec.Cmd) ([]byte, error) {
 	err := netns.Do(nsPath, cmd.Run)
 	return out.Bytes(), err
 }
+
+// Debian's reference macvlan (with its host-local) and knit's, given the
+// same config at 1.0.0, print the same result apart from the random MAC,
+// and make the same kind of link. ADD+DEL rounds of each are timed.
+func TestMacvlanMatchesReference(t *testing.T) {
+	const refDir = "/usr/lib/cni"
+	if !fileExists(filepath.Join(refDir, "macvlan")) || !fileExists(filepath.Join(refDir, "host-local")) {
+		t.Skip("Debian's containernetworking-plugins are not installed in " + refDir)
+	}
+	l := newLab(t)
+	l.Uplink("eth0", 0)
+	refData := t.TempDir()
+	keys := func(dataDir string) map[string]any {
+		return map[string]any{"cniVersion": "1.0.0", "master": "eth0", "mode": "private", "mtu": 1400,
+			"ipam": map[string]any{"type": "host-local", "subnet": "10.1.40.0/24", "dataDir": dataDir,
+				"routes": []map[string]any{{"dst": "0.0.0.0/0"}}}}
+	}
+	knitConf, refConf := l.Conf("cmp", keys(l.DataDir)), l.Conf("cmp", keys(refData))
+	run := func(dir, cmd, id, ctr string, conf []byte) nstest.PluginRun {
+		env := map[string]string{"CNI_CONTAINERID": id, "CNI_NETNS": ctr, "CNI_IFNAME": "eth0", "CNI_PATH": dir}
+		r := nstest.Exec(t, l.Host, dir, "macvlan", cmd, env, conf)
+		if r.ExitCode != 0 {
+			t.Fatalf("%s/macvlan %s: exit %d: %s", dir, cmd, r.ExitCode, r.Stdout)
+		}
+		return r
+	}
+	normalise := func(ctr string, out []byte) string {
+		r, err := cni.ParseResult(out, "1.0.0")
+		if err != nil {
+			t.Fatalf("unparsable result %v: %s", err, out)
+		}
+		for _, ifc := range r.Interfaces {
+			ifc.Mac, ifc.Sandbox = "<mac>", strings.Replace(ifc.Sandbox, ctr, "<ctr>", 1)
+		}
+		enc, _ := r.Encode("1.0.0")
+		return string(enc)
+	}
+	ck, cr := l.Container(), l.Container()
+	got := normalise(ck, run(l.Plugins, "ADD", "c1", ck, knitConf).Stdout)
+	want := normalise(cr, run(refDir, "ADD", "c1", cr, refConf).Stdout)
+	if got != want {
+		t.Fatalf("results differ\nknit:      %s\nreference: %s", got, want)
+	}
+	km, rm := macvlanIn(t, ck, "eth0"), macvlanIn(t, cr, "eth0")
+	if km.Mode != rm.Mode || km.MTU != rm.MTU || km.ParentIndex != rm.ParentIndex {
+		t.Fatalf("links differ: knit mode %d mtu %d parent %d, reference mode %d mtu %d parent %d",
+			km.Mode, km.MTU, km.ParentIndex, rm.Mode, rm.MTU, rm.ParentIndex)
+	}
+	run(l.Plugins, "DEL", "c1", ck, knitConf)
+	run(refDir, "DEL", "c1", cr, refConf)
+
+	const rounds = 10
+	for _, side := range []struct {
+		name, dir string
+		conf      []byte
+		ctr       string
+	}{{"knit", l.Plugins, knitConf, ck}, {"reference", refDir, refConf, cr}} {
+		start := time.Now()
+		for range rounds {
+			run(side.dir, "ADD", "c1", side.ctr, side.conf)
+			run(side.dir, "DEL", "c1", side.ctr, side.conf)
+		}
+		t.Logf("%s: ADD+DEL %s per round (mean of %d, host-local included)", side.name, time.Since(start)/rounds, rounds)
+	}
+}

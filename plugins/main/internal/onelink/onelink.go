@@ -252,19 +252,25 @@ func LinkErr(msg string, err error) error {
 }
 
 // Del removes the attachment: the IPAM reservation and the container's
-// link. It is best effort and repeatable: a namespace or link that is gone
-// is fine, and the link is deleted even when the IPAM plugin fails (whose
-// error is then reported).
+// link, concurrently (the IPAM plugin is a separate process; the kernel
+// takes a while to unregister a device). It is best effort and repeatable:
+// a namespace or link that is gone is fine, and the link is deleted even
+// when the IPAM plugin fails (whose error is then reported first).
 func Del(ctx context.Context, req *skel.Request) error {
-	var errs []error
+	var ipamErr chan error
 	if t := req.NetConf.IPAM.Type; t != "" {
-		if err := invoke.DelegateDel(ctx, t, req.Config, nil); err != nil {
-			errs = append(errs, err)
-		}
+		ipamErr = make(chan error, 1)
+		go func() { ipamErr <- invoke.DelegateDel(ctx, t, req.Config, nil) }()
 	}
+	var errs []error
 	if req.Netns != "" {
 		if _, err := link.DeleteContainerLink(req.Netns, req.IfName); err != nil {
 			errs = append(errs, cni.NewError(cni.ErrInternal, "cannot delete "+req.IfName+" in "+req.Netns, err.Error()))
+		}
+	}
+	if ipamErr != nil {
+		if err := <-ipamErr; err != nil {
+			errs = append([]error{err}, errs...)
 		}
 	}
 	return firstErr(errs)
