@@ -14,7 +14,8 @@ import (
 // (no dump), which google/nftables does not offer: the cost of finding one
 // container's element does not depend on how many the set holds.
 type elemReader struct {
-	conn *netlink.Conn
+	conn     *netlink.Conn
+	requests int // lookups sent, for tests that prove no dump happens
 }
 
 func dialElemReader(netnsFD int) (*elemReader, error) {
@@ -30,17 +31,31 @@ func (r *elemReader) Close() error { return r.conn.Close() }
 // get returns the comment of the element with this key. found is false when
 // the table, the set or the element does not exist.
 func (r *elemReader) get(s *nftables.Set, key []byte) (comment string, found bool, err error) {
+	e, found, err := r.lookup(s, key)
+	return e.comment, found, err
+}
+
+// foundElem is a set element as the kernel reports it.
+type foundElem struct {
+	key, keyEnd, data []byte
+	comment           string
+}
+
+// lookup returns the element matching key (for an interval set, the element
+// whose range holds key). found is false when the table, the set or the
+// element does not exist.
+func (r *elemReader) lookup(s *nftables.Set, key []byte) (e foundElem, found bool, err error) {
 	keyAttr, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_DATA_VALUE, Data: key}})
 	if err != nil {
-		return "", false, err
+		return e, false, err
 	}
 	elem, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NLA_F_NESTED | unix.NFTA_SET_ELEM_KEY, Data: keyAttr}})
 	if err != nil {
-		return "", false, err
+		return e, false, err
 	}
 	list, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NLA_F_NESTED | unix.NFTA_LIST_ELEM, Data: elem}})
 	if err != nil {
-		return "", false, err
+		return e, false, err
 	}
 	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
 		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: []byte(s.Table.Name + "\x00")},
@@ -48,7 +63,7 @@ func (r *elemReader) get(s *nftables.Set, key []byte) (comment string, found boo
 		{Type: unix.NLA_F_NESTED | unix.NFTA_SET_ELEM_LIST_ELEMENTS, Data: list},
 	})
 	if err != nil {
-		return "", false, err
+		return e, false, err
 	}
 	// nfgenmsg: family, version, resource id (big endian, 0).
 	hdr := []byte{byte(s.Table.Family), unix.NFNETLINK_V0, 0, 0}
@@ -61,43 +76,64 @@ func (r *elemReader) get(s *nftables.Set, key []byte) (comment string, found boo
 		},
 		Data: append(hdr, attrs...),
 	})
+	r.requests++
 	if errors.Is(err, unix.ENOENT) {
-		return "", false, nil
+		return e, false, nil
 	}
 	if err != nil {
-		return "", false, err
+		return e, false, err
 	}
 	for _, m := range msgs {
-		if c, ok, err := elemComment(m.Data); err != nil || ok {
-			return c, true, err
+		if got, ok, err := decodeElem(m.Data); err != nil || ok {
+			return got, true, err
 		}
 	}
-	return "", true, nil
+	return e, true, nil
 }
 
-// elemComment decodes the first element's comment from a NEWSETELEM reply.
-func elemComment(data []byte) (string, bool, error) {
+// decodeElem decodes the first element of a NEWSETELEM reply.
+func decodeElem(data []byte) (foundElem, bool, error) {
+	var out foundElem
 	if len(data) < 4 {
-		return "", false, fmt.Errorf("short set element message (%d bytes)", len(data))
+		return out, false, fmt.Errorf("short set element message (%d bytes)", len(data))
 	}
 	ad, err := netlink.NewAttributeDecoder(data[4:])
 	if err != nil {
-		return "", false, err
+		return out, false, err
 	}
 	ad.ByteOrder = binary.BigEndian
-	var out string
 	var found bool
+	value := func(nested *netlink.AttributeDecoder) []byte {
+		var v []byte
+		nested.Nested(func(d *netlink.AttributeDecoder) error {
+			for d.Next() {
+				if d.Type() == unix.NFTA_DATA_VALUE {
+					v = d.Bytes()
+				}
+			}
+			return nil
+		})
+		return v
+	}
 	for ad.Next() {
 		if ad.Type() != unix.NFTA_SET_ELEM_LIST_ELEMENTS {
 			continue
 		}
 		ad.Nested(func(list *netlink.AttributeDecoder) error {
 			for list.Next() && !found {
+				found = true
 				list.Nested(func(elem *netlink.AttributeDecoder) error {
 					for elem.Next() {
-						if elem.Type() == unix.NFTA_SET_ELEM_USERDATA {
+						switch elem.Type() {
+						case unix.NFTA_SET_ELEM_KEY:
+							out.key = value(elem)
+						case nftables.NFTA_SET_ELEM_KEY_END:
+							out.keyEnd = value(elem)
+						case unix.NFTA_SET_ELEM_DATA:
+							out.data = value(elem)
+						case unix.NFTA_SET_ELEM_USERDATA:
 							// Element comments use the rule comment TLV type (0).
-							out, found = comment(elem.Bytes())
+							out.comment, _ = comment(elem.Bytes())
 						}
 					}
 					return nil
