@@ -265,6 +265,8 @@ func routesVia(ns *link.Namespace, ifindex int) ([]netlink.Route, error) {
 		if r.Scope != netlink.SCOPE_UNIVERSE || r.Type != unix.RTN_UNICAST || r.Protocol == unix.RTPROT_KERNEL {
 			continue
 		}
+		// State flags the kernel reports (linkdown, dead) cannot be set.
+		r.Flags &= unix.RTNH_F_ONLINK
 		if r.LinkIndex == ifindex {
 			r.MultiPath = nil
 			out = append(out, r)
@@ -273,7 +275,9 @@ func routesVia(ns *link.Namespace, ifindex int) ([]netlink.Route, error) {
 		var hops []*netlink.NexthopInfo
 		for _, nh := range r.MultiPath {
 			if nh.LinkIndex == ifindex {
-				hops = append(hops, nh)
+				h := *nh
+				h.Flags &= unix.RTNH_F_ONLINK
+				hops = append(hops, &h)
 			}
 		}
 		switch {
