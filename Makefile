@@ -28,3 +28,9 @@ demo:
 
 clean:
 	rm -rf $(BIN)
+
+# End-to-end: Podman, containerd (ctr) and the reference cnitool on the knit
+# plugins, in a private sandbox. Installs its packages; root only.
+.PHONY: e2e
+e2e:
+	test/e2e/run
