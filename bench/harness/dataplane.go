@@ -1,0 +1,183 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os/exec"
+	"time"
+
+	"github.com/knit-cni/knit/internal/netns"
+	"github.com/vishvananda/netlink"
+	vnetns "github.com/vishvananda/netns"
+)
+
+// dpScenario is one iperf3 path.
+type dpScenario struct {
+	key, label string
+	net        string // network key; "" for the bare veth pair
+	toHost     bool   // server in the host namespace at the gateway
+}
+
+var dpScenarios = []dpScenario{
+	{key: "veth", label: "bare veth pair, netns ↔ netns"},
+	{key: "bridge-c2c", label: "bridge, container ↔ container", net: "bridge"},
+	{key: "bridge-c2h", label: "bridge, container → host (gateway)", net: "bridge", toHost: true},
+	{key: "ptp-c2c", label: "ptp, container ↔ container (routed)", net: "ptp"},
+	{key: "ptp-c2h", label: "ptp, container → host", net: "ptp", toHost: true},
+}
+
+// measureDataplane runs rounds of every scenario, each suite in turn, and
+// returns Gbit/s samples keyed "suite/scenario" ("veth" for the bare pair).
+func (l *lab) measureDataplane(ss []suite, rounds, seconds int) (map[string][]float64, error) {
+	res := map[string][]float64{}
+	for r := 0; r < rounds; r++ {
+		for _, sc := range dpScenarios {
+			if sc.net == "" {
+				g, err := l.dpVeth(seconds)
+				if err != nil {
+					return nil, err
+				}
+				res["veth"] = append(res["veth"], g)
+				logf("dataplane round %d %-28s %.2f Gbit/s (load %s)", r+1, "bare veth", g, loadavg())
+				continue
+			}
+			for _, s := range rotate(ss, r) {
+				n := networkByKey(sc.net)
+				if !s.has(n) {
+					continue
+				}
+				g, err := l.dpPlugins(s, n, sc.toHost, seconds)
+				if err != nil {
+					return nil, err
+				}
+				k := s.name + "/" + sc.key
+				res[k] = append(res[k], g)
+				logf("dataplane round %d %-28s %.2f Gbit/s (load %s)", r+1, k, g, loadavg())
+			}
+		}
+	}
+	return res, nil
+}
+
+// dpVeth joins two fresh namespaces with a bare veth pair and measures it.
+func (l *lab) dpVeth(seconds int) (float64, error) {
+	a, err := l.newNS("va")
+	if err != nil {
+		return 0, err
+	}
+	defer netns.DeletePath(a)
+	b, err := l.newNS("vb")
+	if err != nil {
+		return 0, err
+	}
+	defer netns.DeletePath(b)
+	hb, err := vnetns.GetFromPath(b)
+	if err != nil {
+		return 0, err
+	}
+	defer hb.Close()
+	for _, side := range []struct{ ns, addr string }{{a, "10.95.0.1/24"}, {b, "10.95.0.2/24"}} {
+		err := netns.Do(side.ns, func() error {
+			if side.ns == a {
+				if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(hb)}); err != nil {
+					return err
+				}
+			}
+			for _, name := range []string{"lo", "eth0"} {
+				ln, err := netlink.LinkByName(name)
+				if err != nil {
+					return err
+				}
+				if name == "eth0" {
+					ad, _ := netlink.ParseAddr(side.addr)
+					if err := netlink.AddrAdd(ln, ad); err != nil {
+						return err
+					}
+				}
+				if err := netlink.LinkSetUp(ln); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, fmt.Errorf("bare veth: %w", err)
+		}
+	}
+	return iperf(a, b, "10.95.0.2", seconds)
+}
+
+// dpPlugins attaches two containers with the suite's plugins and measures
+// container to container, or container to the host namespace.
+func (l *lab) dpPlugins(s suite, n network, toHost bool, seconds int) (float64, error) {
+	h, err := l.newHost(s, n)
+	if err != nil {
+		return 0, err
+	}
+	defer h.close()
+	cs, err := h.newContainers(2, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer closeContainers(cs)
+	for _, c := range cs {
+		if _, err := h.run("add", c); err != nil {
+			return 0, err
+		}
+	}
+	defer func() {
+		for _, c := range cs {
+			if _, err := h.run("del", c); err != nil {
+				logf("dataplane: %v", err)
+			}
+		}
+	}()
+	if toHost {
+		// The gateway is the first address of the subnet.
+		gw := netip.AddrFrom4([4]byte{10, cs[0].ip.As4()[1], 0, 1})
+		return iperf(cs[0].ns, h.path, gw.String(), seconds)
+	}
+	return iperf(cs[0].ns, cs[1].ns, cs[1].ip.String(), seconds)
+}
+
+// iperf runs one iperf3 sample from clientNS to a server in serverNS.
+func iperf(clientNS, serverNS, addr string, seconds int) (float64, error) {
+	var srv *exec.Cmd
+	err := netns.Do(serverNS, func() error {
+		srv = exec.Command("iperf3", "-s", "-1", "-B", addr)
+		srv.Stdout, srv.Stderr = io.Discard, io.Discard
+		return srv.Start()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("starting iperf3 server: %w", err)
+	}
+	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	var out []byte
+	for try := 0; try < 50; try++ {
+		err = netns.Do(clientNS, func() error {
+			var err error
+			out, err = exec.Command("iperf3", "-c", addr, "-t", fmt.Sprint(seconds), "-J").Output()
+			return err
+		})
+		if err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // the server is not listening yet
+	}
+	if err != nil {
+		return 0, fmt.Errorf("iperf3 client to %s: %w", addr, err)
+	}
+	var r struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return 0, fmt.Errorf("iperf3 output: %w", err)
+	}
+	return r.End.SumReceived.BitsPerSecond / 1e9, nil
+}

@@ -1,0 +1,197 @@
+package main
+
+import (
+	"fmt"
+	"time"
+)
+
+// latency holds single-operation samples in milliseconds.
+type latency struct {
+	add, del       []float64 // pooled over repetitions
+	addRep, delRep []float64 // median of each repetition
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// rotate returns suites starting at position r, so every suite takes every
+// place in the order across repetitions.
+func rotate(ss []suite, r int) []suite {
+	out := make([]suite, 0, len(ss))
+	for i := range ss {
+		out = append(out, ss[(i+r)%len(ss)])
+	}
+	return out
+}
+
+// settle gives the kernel a moment to finish namespace teardown from the
+// previous block, so it is not billed to the next suite.
+func settle() { time.Sleep(300 * time.Millisecond) }
+
+// singleBlock measures n ADDs then n DELs, each in a fresh container
+// namespace, in a fresh host namespace, after one untimed warm-up.
+func (l *lab) singleBlock(s suite, n network, samples int) (add, del []float64, err error) {
+	h, err := l.newHost(s, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer h.close()
+	warm, err := h.newContainers(1, 999)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := h.run("add", warm[0]); err != nil {
+		closeContainers(warm)
+		return nil, nil, err
+	}
+	if _, err := h.run("del", warm[0]); err != nil {
+		closeContainers(warm)
+		return nil, nil, err
+	}
+	closeContainers(warm)
+	cs, err := h.newContainers(samples, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer closeContainers(cs)
+	for _, c := range cs {
+		d, err := h.run("add", c)
+		if err != nil {
+			return nil, nil, err
+		}
+		add = append(add, ms(d))
+	}
+	for _, c := range cs {
+		d, err := h.run("del", c)
+		if err != nil {
+			return nil, nil, err
+		}
+		del = append(del, ms(d))
+	}
+	return add, del, nil
+}
+
+// measureSingle runs the single ADD/DEL latency suite: reps repetitions,
+// in each every network, in each every suite in turn.
+func (l *lab) measureSingle(ss []suite, nets []network, samples, reps int) (map[string]map[string]*latency, error) {
+	res := map[string]map[string]*latency{}
+	for r := 0; r < reps; r++ {
+		for _, n := range nets {
+			for _, s := range rotate(ss, r) {
+				if !s.has(n) {
+					continue
+				}
+				add, del, err := l.singleBlock(s, n, samples)
+				if err != nil {
+					return nil, err
+				}
+				if res[s.name] == nil {
+					res[s.name] = map[string]*latency{}
+				}
+				lt := res[s.name][n.key]
+				if lt == nil {
+					lt = &latency{}
+					res[s.name][n.key] = lt
+				}
+				lt.add = append(lt.add, add...)
+				lt.del = append(lt.del, del...)
+				lt.addRep = append(lt.addRep, median(add))
+				lt.delRep = append(lt.delRep, median(del))
+				logf("single rep %d %-7s %-5s ADD %6.1f ms  DEL %6.1f ms (load %s)", r+1, n.key, s.name, median(add), median(del), loadavg())
+				settle()
+			}
+		}
+	}
+	return res, nil
+}
+
+// scalePoint is ADD/DEL latency with a number of containers attached.
+type scalePoint struct {
+	attached int
+	add, del []float64
+}
+
+// measureScale attaches containers to one bridge+portmap network per suite,
+// all suites held at once so that the measurements at each level alternate
+// between suites. At each level it times samples ADDs then their DELs.
+func (l *lab) measureScale(ss []suite, n network, levels []int, samples, workers int) (map[string][]scalePoint, error) {
+	type state struct {
+		s     suite
+		h     *host
+		cs    []*container
+		start time.Time
+	}
+	var sts []*state
+	defer func() {
+		for _, st := range sts {
+			closeContainers(st.cs)
+			st.h.close()
+		}
+	}()
+	for _, s := range ss {
+		if !s.has(n) {
+			continue
+		}
+		h, err := l.newHost(s, n)
+		if err != nil {
+			return nil, err
+		}
+		sts = append(sts, &state{s: s, h: h})
+	}
+	res := map[string][]scalePoint{}
+	for li, level := range levels {
+		for _, st := range rotate(suitesOf(sts, func(x *state) suite { return x.s }), li) {
+			var cur *state
+			for _, x := range sts {
+				if x.s.name == st.name {
+					cur = x
+				}
+			}
+			if grow := level - len(cur.cs); grow > 0 {
+				more, err := cur.h.newContainers(grow, 1000+len(cur.cs))
+				if err != nil {
+					return nil, err
+				}
+				cur.cs = append(cur.cs, more...)
+				t := time.Now()
+				if _, err := cur.h.runAll("add", more, workers); err != nil {
+					return nil, fmt.Errorf("filling %s to %d: %w", cur.s.name, level, err)
+				}
+				logf("scale %-5s filled to %d in %.1f s", cur.s.name, level, time.Since(t).Seconds())
+			}
+			settle()
+			probe, err := cur.h.newContainers(samples, 0)
+			if err != nil {
+				return nil, err
+			}
+			p := scalePoint{attached: level}
+			for _, c := range probe {
+				d, err := cur.h.run("add", c)
+				if err != nil {
+					closeContainers(probe)
+					return nil, err
+				}
+				p.add = append(p.add, ms(d))
+			}
+			for _, c := range probe {
+				d, err := cur.h.run("del", c)
+				if err != nil {
+					closeContainers(probe)
+					return nil, err
+				}
+				p.del = append(p.del, ms(d))
+			}
+			closeContainers(probe)
+			res[cur.s.name] = append(res[cur.s.name], p)
+			logf("scale %-5s at %4d attached: ADD %6.1f ms  DEL %6.1f ms (load %s)", cur.s.name, level, median(p.add), median(p.del), loadavg())
+		}
+	}
+	return res, nil
+}
+
+func suitesOf[T any](xs []T, f func(T) suite) []suite {
+	out := make([]suite, 0, len(xs))
+	for _, x := range xs {
+		out = append(out, f(x))
+	}
+	return out
+}
