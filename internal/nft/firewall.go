@@ -258,7 +258,7 @@ func (f *Firewall) Del(o Owner, addrs []net.IPNet) (err error) {
 	} else {
 		for _, fam := range families {
 			set := fwObjectsFor(fam).ctrs
-			elems, err := c.GetSetElements(set)
+			elems, err := dumpElements(c, set)
 			if notFound(err) {
 				continue
 			}
@@ -307,7 +307,7 @@ func (f *Firewall) Check(o Owner, addrs []net.IPNet, isolate string) (err error)
 	var problems []string
 	for _, fam := range families {
 		objs := fwObjectsFor(fam)
-		rules, err := c.GetRules(fam.table, objs.chain)
+		rules, err := dumpRules(c, fam.table, objs.chain)
 		switch {
 		case notFound(err):
 			problems = append(problems, fmt.Sprintf("chain %s not found in table %s %s", fwForward, fam.name, TableName))
@@ -378,7 +378,7 @@ func (f *Firewall) GC(network string, keep []Owner) (err error) {
 		objs := fwObjectsFor(fam)
 		st := &famState{}
 		states[fam] = st
-		elems, err := c.GetSetElements(objs.ctrs)
+		elems, err := dumpElements(c, objs.ctrs)
 		if notFound(err) {
 			continue
 		}
@@ -398,10 +398,10 @@ func (f *Firewall) GC(network string, keep []Owner) (err error) {
 				networkLeft = true
 			}
 		}
-		if st.isoElems, err = c.GetSetElements(objs.isobr); err != nil && !notFound(err) {
+		if st.isoElems, err = dumpElements(c, objs.isobr); err != nil && !notFound(err) {
 			return kernelErr("listing the bridge isolation set", err)
 		}
-		if st.sameElems, err = c.GetSetElements(objs.samebr); err != nil && !notFound(err) {
+		if st.sameElems, err = dumpElements(c, objs.samebr); err != nil && !notFound(err) {
 			return kernelErr("listing the bridge isolation set", err)
 		}
 	}

@@ -1,6 +1,10 @@
 // Package nft is knit's nftables layer, spoken over netlink (never by
-// running nft or iptables). It starts with IP masquerade for the bridge and
-// ptp plugins and is laid out so port mapping and the firewall can share it.
+// running nft or iptables): IP masquerade for the bridge and ptp plugins
+// (Masq), published ports for portmap (PortMap, with UDP conntrack flushing)
+// and the forward-path firewall with bridge isolation (Firewall). Each keeps
+// its per-container state as owner-tagged elements of a few sets and maps,
+// so ADD, DEL and CHECK never dump them; portmap_layout.go and firewall.go
+// show their chains.
 //
 // Everything lives in one table per address family, `ip knit` and
 // `ip6 knit`. Masquerade uses, per network (id = 12 hex digits of the
@@ -352,7 +356,7 @@ func (m *Masq) resolveOverlap(c *nftables.Conn, network string, targets []target
 // subnets lists the intervals in the network's nets set as prefixes (an
 // interval that is not a prefix is reported by its covering range start).
 func (m *Masq) subnets(c *nftables.Conn, obj *netObjects) ([]netip.Prefix, error) {
-	elems, err := c.GetSetElements(obj.nets)
+	elems, err := dumpElements(c, obj.nets)
 	if err != nil {
 		if notFound(err) {
 			return nil, nil
@@ -581,7 +585,7 @@ func (m *Masq) Check(o Owner, addrs []net.IPNet) (err error) {
 // place in this family, else what is missing.
 func (m *Masq) checkStructure(c *nftables.Conn, obj *netObjects) (string, error) {
 	where := obj.fam.name + " " + TableName
-	rules, err := c.GetRules(obj.fam.table, postrouting(obj.fam))
+	rules, err := dumpRules(c, obj.fam.table, postrouting(obj.fam))
 	if err != nil {
 		if notFound(err) {
 			return fmt.Sprintf("chain %s not found in table %s", PostroutingChain, where), nil
@@ -591,7 +595,7 @@ func (m *Masq) checkStructure(c *nftables.Conn, obj *netObjects) (string, error)
 	if !slices.ContainsFunc(rules, obj.isJump) {
 		return fmt.Sprintf("rule \"%s saddr @%s jump %s\" not found in chain %s %s", obj.fam.name, obj.srcs.Name, obj.chain.Name, where, PostroutingChain), nil
 	}
-	rules, err = c.GetRules(obj.fam.table, obj.chain)
+	rules, err = dumpRules(c, obj.fam.table, obj.chain)
 	if err != nil {
 		if notFound(err) {
 			return fmt.Sprintf("chain %s not found in table %s", obj.chain.Name, where), nil
@@ -626,7 +630,7 @@ func (m *Masq) list(c *nftables.Conn, network string) ([]Entry, error) {
 	var out []Entry
 	for _, f := range families {
 		obj := objectsFor(f, network)
-		elems, err := c.GetSetElements(obj.srcs)
+		elems, err := dumpElements(c, obj.srcs)
 		if err != nil {
 			if notFound(err) {
 				continue
@@ -673,7 +677,7 @@ func (m *Masq) GC(network string, keep []Owner) (err error) {
 	}
 	for _, f := range families {
 		obj := objectsFor(f, network)
-		elems, err := c.GetSetElements(obj.srcs)
+		elems, err := dumpElements(c, obj.srcs)
 		if err != nil {
 			if notFound(err) {
 				continue
@@ -693,7 +697,7 @@ func (m *Masq) GC(network string, keep []Owner) (err error) {
 			drop = append(drop, nftables.SetElement{Key: e.Key})
 		}
 		if len(drop) == len(elems) { // nothing kept, no other network's elements
-			rules, err := c.GetRules(f.table, postrouting(f))
+			rules, err := dumpRules(c, f.table, postrouting(f))
 			if err != nil && !notFound(err) {
 				return kernelErr("listing the postrouting rules", err)
 			}

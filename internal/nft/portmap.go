@@ -302,6 +302,9 @@ func (p *PortMap) Del(o Owner, addrs []net.IPNet, maps []PortMapping) (err error
 				if !pm.anyHost() && familyOf(pm.HostIP.Unmap()) != f {
 					continue
 				}
+				if _, ok := ctrs[f]; len(ctrs) > 0 && !ok {
+					continue // the container has no address in f: nothing mapped there
+				}
 				objs := pmObjectsFor(f)
 				set, host := objs.any, netip.Addr{}
 				if !pm.anyHost() {
@@ -362,7 +365,7 @@ func (p *PortMap) Del(o Owner, addrs []net.IPNet, maps []PortMapping) (err error
 	} else {
 		for _, f := range families {
 			snat := pmObjectsFor(f).snat
-			elems, err := c.GetSetElements(snat)
+			elems, err := dumpElements(c, snat)
 			if notFound(err) {
 				continue
 			}
@@ -481,7 +484,7 @@ func pmCheckStructure(c *nftables.Conn, f *family) (string, error) {
 		name string
 		want int
 	}{{pmPrerouting, 1}, {pmOutput, 1}, {pmDNAT, 2}, {pmPostrouting, 1}} {
-		rules, err := c.GetRules(f.table, objs.chain(ch.name))
+		rules, err := dumpRules(c, f.table, objs.chain(ch.name))
 		if notFound(err) {
 			return fmt.Sprintf("chain %s not found in table %s %s", ch.name, f.name, TableName), nil
 		}
@@ -511,7 +514,7 @@ func (p *PortMap) list(c *nftables.Conn) ([]PortEntry, error) {
 	for _, f := range families {
 		objs := pmObjectsFor(f)
 		for _, set := range []*nftables.Set{objs.hostIP, objs.any} {
-			elems, err := c.GetSetElements(set)
+			elems, err := dumpElements(c, set)
 			if notFound(err) {
 				continue
 			}
@@ -567,7 +570,7 @@ func (p *PortMap) GC(network string, keep []Owner) (err error) {
 		objs := pmObjectsFor(f)
 		left, exists := 0, false
 		for _, set := range []*nftables.Set{objs.hostIP, objs.any, objs.snat} {
-			elems, err := c.GetSetElements(set)
+			elems, err := dumpElements(c, set)
 			if notFound(err) {
 				continue
 			}
