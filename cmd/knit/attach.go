@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -338,7 +339,9 @@ func newGCCmd(g *globals) *cobra.Command {
 		Use:   "gc NET [--keep CONTAINER-ID/IFNAME ...]",
 		Short: "Remove a network's stale attachments and let its plugins release leftovers",
 		Long: `Garbage-collect the network NET. The valid attachments are the --keep list if
-given, otherwise every cached attachment of NET whose namespace still exists.
+given, otherwise every cached attachment of NET whose namespace still exists
+or is not recorded (caches of older runtimes such as containerd 1.6 or Podman 4
+do not record it; give --keep to collect those).
 Cached attachments not valid are deleted (DEL), then every plugin's GC runs
 with the valid list (networks at CNI 1.1.0 or later).`,
 		Args: exactArgs(1, "NET"),
@@ -369,7 +372,16 @@ with the valid list (networks at CNI 1.1.0 or later).`,
 					return fmt.Errorf("reading the result cache in %s: %w", g.cacheDir, err)
 				}
 				for _, a := range atts {
-					if a.NetworkName != list.Name || a.NetNS == "" || netns.Check(a.NetNS) != nil {
+					if a.NetworkName != list.Name {
+						continue
+					}
+					if a.NetNS == "" {
+						// Caches written by older runtimes (containerd 1.6 and
+						// Podman 4 use a libcni that does not record the
+						// namespace): liveness is unknown, so keep it.
+						slog.Warn("attachment's namespace is not cached: kept (name the live ones with --keep to collect it)",
+							"container", a.ContainerID, "ifname", a.IfName)
+					} else if netns.Check(a.NetNS) != nil {
 						continue
 					}
 					valid = append(valid, cni.GCAttachment{ContainerID: a.ContainerID, IfName: a.IfName})
