@@ -102,6 +102,7 @@ for any runtime to use ("knit install").`,
 		newGCCmd(g), newStatusCmd(g), newVersionCmd(g),
 		newLsCmd(g), newRunCmd(g), newNetnsCmd(g), newInstallCmd(g),
 		newDemoCmd(g),
+		newDHCPCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,5 @@
+package main
+
+import "github.com/knit-cni/knit/plugins/ipam/dhcp"
+
+func init() { register(dhcp.Plugin, dhcp.Info) }
