@@ -1,0 +1,5 @@
+package main
+
+import "github.com/knit-cni/knit/plugins/meta/firewall"
+
+func init() { register(firewall.Plugin{}, firewall.Info) }
