@@ -1,0 +1,5 @@
+package main
+
+import "github.com/knit-cni/knit/plugins/meta/sbr"
+
+func init() { register(sbr.Plugin{}, sbr.Info) }
