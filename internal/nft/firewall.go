@@ -306,6 +306,11 @@ func (f *Firewall) Check(o Owner, addrs []net.IPNet, isolate string) (err error)
 	defer end(&err)
 	var problems []string
 	for _, fam := range families {
+		// GC removes a family's structure when it holds no entry, so only
+		// the families this attachment uses must have it.
+		if isolate == "" && !slices.ContainsFunc(targets, func(t target) bool { return t.fam() == fam }) {
+			continue
+		}
 		objs := fwObjectsFor(fam)
 		rules, err := dumpRules(c, fam.table, objs.chain)
 		switch {
