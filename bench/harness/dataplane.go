@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/knit-cni/knit/internal/netns"
@@ -154,30 +155,35 @@ func iperf(clientNS, serverNS, addr string, seconds int) (float64, error) {
 		return 0, fmt.Errorf("starting iperf3 server: %w", err)
 	}
 	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
-	var out []byte
-	for try := 0; try < 50; try++ {
-		err = netns.Do(clientNS, func() error {
-			var err error
-			out, err = exec.Command("iperf3", "-c", addr, "-t", fmt.Sprint(seconds), "-J").Output()
-			return err
-		})
-		if err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond) // the server is not listening yet
-	}
-	if err != nil {
-		return 0, fmt.Errorf("iperf3 client to %s: %w", addr, err)
-	}
 	var r struct {
-		End struct {
+		Error string `json:"error"`
+		End   struct {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
 	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		return 0, fmt.Errorf("iperf3 output: %w", err)
+	for try := 0; ; try++ {
+		var out []byte
+		err = netns.Do(clientNS, func() error {
+			out, _ = exec.Command("iperf3", "-c", addr, "-t", fmt.Sprint(seconds), "-J").Output()
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		r.Error = ""
+		if err := json.Unmarshal(out, &r); err != nil {
+			return 0, fmt.Errorf("iperf3 client output: %w", err)
+		}
+		if r.Error == "" && r.End.SumReceived.BitsPerSecond > 0 {
+			break
+		}
+		// The server may not be listening yet.
+		if try == 50 || !strings.Contains(r.Error, "connect") {
+			return 0, fmt.Errorf("iperf3 to %s measured nothing: %s", addr, r.Error)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	return r.End.SumReceived.BitsPerSecond / 1e9, nil
 }
