@@ -20,12 +20,12 @@ func TestTalkBridgeConfig(t *testing.T) {
 		t.Run("v"+v, func(t *testing.T) {
 			l := newLab(t)
 			c1, c2 := nstest.New(t, "b1"), nstest.New(t, "b2")
-			conf := l.conf("talk-bridge.conf", v, nil)
+			conf := l.Conf("talk-bridge.conf", v, nil)
 
 			start := time.Now()
-			r1 := l.add("c1", c1, conf)
+			r1 := l.Add("c1", c1, conf)
 			t.Logf("ADD took %s", time.Since(start))
-			r2 := l.add("c2", c2, conf)
+			r2 := l.Add("c2", c2, conf)
 
 			subnet := mustCIDR("10.22.0.0/16")
 			gw := net.ParseIP("10.22.0.1")
@@ -52,7 +52,7 @@ func TestTalkBridgeConfig(t *testing.T) {
 			ping(t, c1, gw)
 
 			// Gateway address on the bridge, hairpin on both ports.
-			h := nstest.Handle(t, l.host)
+			h := nstest.Handle(t, l.Host)
 			br, err := h.LinkByName("myawesomebr")
 			if err != nil {
 				t.Fatal(err)
@@ -76,32 +76,32 @@ func TestTalkBridgeConfig(t *testing.T) {
 				t.Errorf("bridge has %d ports; want 2", ports)
 			}
 
-			if got := l.masqEntries(talkNet); len(got) != 2 {
+			if got := l.MasqEntries(talkNet); len(got) != 2 {
 				t.Fatalf("masquerade entries %v; want one per container", got)
 			}
 			if v != "" {
-				l.ok("CHECK", "c1", c1, withPrev(t, conf, r1, v))
+				l.OK("CHECK", "c1", c1, withPrev(t, conf, r1, v))
 			}
 
 			start = time.Now()
-			l.ok("DEL", "c1", c1, withPrev(t, conf, r1, orDefault(v)))
+			l.OK("DEL", "c1", c1, withPrev(t, conf, r1, orDefault(v)))
 			t.Logf("DEL took %s", time.Since(start))
-			if got := l.masqEntries(talkNet); len(got) != 1 || got[0].Owner.ContainerID != "c2" {
+			if got := l.MasqEntries(talkNet); len(got) != 1 || got[0].Owner.ContainerID != "c2" {
 				t.Fatalf("after DEL c1 masquerade entries %v; want only c2's", got)
 			}
 			if nstest.LinkExists(t, c1, "eth0") {
 				t.Error("eth0 still in c1 after DEL")
 			}
-			l.ok("DEL", "c1", c1, conf) // again, no prevResult
-			l.ok("DEL", "c2", c2, conf)
-			if got := l.masqEntries(talkNet); len(got) != 0 {
+			l.OK("DEL", "c1", c1, conf) // again, no prevResult
+			l.OK("DEL", "c2", c2, conf)
+			if got := l.MasqEntries(talkNet); len(got) != 0 {
 				t.Fatalf("after DEL masquerade entries %v; want none", got)
 			}
-			if got := l.reservations(talkNet); len(got) != 0 {
+			if got := l.Reservations(talkNet); len(got) != 0 {
 				t.Fatalf("IPAM still holds %v after DEL", got)
 			}
 			// The bridge and its gateway address stay, as with the reference.
-			if !nstest.LinkExists(t, l.host, "myawesomebr") {
+			if !nstest.LinkExists(t, l.Host, "myawesomebr") {
 				t.Error("bridge removed on DEL")
 			}
 		})
@@ -120,30 +120,30 @@ func orDefault(v string) string {
 func TestDelAfterNetnsGone(t *testing.T) {
 	l := newLab(t)
 	c := nstest.New(t, "bg")
-	conf := l.conf("talk-bridge.conf", "1.0.0", nil)
-	r := l.add("gone", c, conf)
-	if len(l.reservations(talkNet)) != 1 {
+	conf := l.Conf("talk-bridge.conf", "1.0.0", nil)
+	r := l.Add("gone", c, conf)
+	if len(l.Reservations(talkNet)) != 1 {
 		t.Fatal("no reservation after ADD")
 	}
 	if err := deleteNetns(c); err != nil {
 		t.Fatal(err)
 	}
-	l.ok("DEL", "gone", c, withPrev(t, conf, r, "1.0.0"))
-	if got := l.reservations(talkNet); len(got) != 0 {
+	l.OK("DEL", "gone", c, withPrev(t, conf, r, "1.0.0"))
+	if got := l.Reservations(talkNet); len(got) != 0 {
 		t.Fatalf("IPAM still holds %v", got)
 	}
-	if got := l.masqEntries(talkNet); len(got) != 0 {
+	if got := l.MasqEntries(talkNet); len(got) != 0 {
 		t.Fatalf("masquerade entries left: %v", got)
 	}
-	l.ok("DEL", "gone", c, conf)
-	l.ok("DEL", "gone", "", conf) // no CNI_NETNS at all
+	l.OK("DEL", "gone", c, conf)
+	l.OK("DEL", "gone", "", conf) // no CNI_NETNS at all
 }
 
 // CHECK reports an address, a route or a masquerade entry removed behind
 // the plugin's back.
 func TestCheckFindsDamage(t *testing.T) {
 	l := newLab(t)
-	conf := l.conf("talk-bridge.conf", "1.1.0", nil)
+	conf := l.Conf("talk-bridge.conf", "1.1.0", nil)
 	cases := []struct {
 		name   string
 		damage func(t *testing.T, c string, r *cni.Result)
@@ -175,17 +175,17 @@ func TestCheckFindsDamage(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := nstest.New(t, "bk")
 			id := "dmg-" + tc.name
-			r := l.add(id, c, conf)
+			r := l.Add(id, c, conf)
 			prev := withPrev(t, conf, r, "1.1.0")
-			if out := l.exec("CHECK", id, c, "eth0", prev); out.ExitCode != 0 {
+			if out := l.Exec("CHECK", id, c, "eth0", prev); out.ExitCode != 0 {
 				t.Fatalf("CHECK before damage failed: %s", out.Stdout)
 			}
 			tc.damage(t, c, r)
-			e := l.fails("CHECK", id, c, prev)
+			e := l.Fails("CHECK", id, c, prev)
 			if !strings.Contains(e.Error(), tc.want) {
 				t.Fatalf("CHECK error %q does not mention %q", e.Error(), tc.want)
 			}
-			l.ok("DEL", id, c, prev)
+			l.OK("DEL", id, c, prev)
 		})
 	}
 }
@@ -194,25 +194,25 @@ func TestCheckFindsDamage(t *testing.T) {
 // in the valid list and keeps the others.
 func TestGC(t *testing.T) {
 	l := newLab(t)
-	conf := l.conf("talk-bridge.conf", "1.1.0", nil)
+	conf := l.Conf("talk-bridge.conf", "1.1.0", nil)
 	keep, lose := nstest.New(t, "bk"), nstest.New(t, "bl")
-	l.add("keep", keep, conf)
-	l.add("lose", lose, conf)
-	if len(l.masqEntries(talkNet)) != 2 || len(l.reservations(talkNet)) != 2 {
+	l.Add("keep", keep, conf)
+	l.Add("lose", lose, conf)
+	if len(l.MasqEntries(talkNet)) != 2 || len(l.Reservations(talkNet)) != 2 {
 		t.Fatal("setup: want two masquerade entries and two reservations")
 	}
-	gc := l.conf("talk-bridge.conf", "1.1.0", map[string]any{
+	gc := l.Conf("talk-bridge.conf", "1.1.0", map[string]any{
 		"cni.dev/valid-attachments": []map[string]string{{"containerID": "keep", "ifname": "eth0"}},
 	})
-	r := nstest.Exec(t, l.host, l.plugins, "bridge", "GC", nil, gc)
+	r := nstest.Exec(t, l.Host, l.Plugins, "bridge", "GC", nil, gc)
 	if r.ExitCode != 0 {
 		t.Fatalf("GC failed: %s", r.Stdout)
 	}
-	es := l.masqEntries(talkNet)
+	es := l.MasqEntries(talkNet)
 	if len(es) != 1 || es[0].Owner.ContainerID != "keep" {
 		t.Fatalf("after GC masquerade entries %v; want only keep's", es)
 	}
-	if got := l.reservations(talkNet); len(got) != 1 {
+	if got := l.Reservations(talkNet); len(got) != 1 {
 		t.Fatalf("after GC reservations %v; want one", got)
 	}
 	ping(t, keep, net.ParseIP("10.22.0.1"))
@@ -222,15 +222,15 @@ func TestGC(t *testing.T) {
 // the gateway.
 func TestDualStack(t *testing.T) {
 	l := newLab(t)
-	conf := l.conf("talk-bridge.conf", "1.0.0", map[string]any{
-		"ipam": map[string]any{"type": "host-local", "dataDir": l.dataDir, "ranges": []any{
+	conf := l.Conf("talk-bridge.conf", "1.0.0", map[string]any{
+		"ipam": map[string]any{"type": "host-local", "dataDir": l.DataDir, "ranges": []any{
 			[]map[string]string{{"subnet": "10.23.0.0/24"}},
 			[]map[string]string{{"subnet": "fd00:23::/64"}},
 		}},
 	})
 	c1, c2 := nstest.New(t, "d1"), nstest.New(t, "d2")
-	r1 := l.add("d1", c1, conf)
-	r2 := l.add("d2", c2, conf)
+	r1 := l.Add("d1", c1, conf)
+	r2 := l.Add("d2", c2, conf)
 	v6a, v6b := firstIP(t, r1, false), firstIP(t, r2, false)
 	if !v6a.Gateway.Equal(net.ParseIP("fd00:23::1")) {
 		t.Errorf("v6 gateway %s", v6a.Gateway)
@@ -247,13 +247,13 @@ func TestDualStack(t *testing.T) {
 	ping(t, c1, v6b.Address.IP)
 	ping(t, c2, net.ParseIP("fd00:23::1"))
 	ping(t, c1, firstIP(t, r2, true).Address.IP)
-	if got := l.masqEntries(talkNet); len(got) != 4 {
+	if got := l.MasqEntries(talkNet); len(got) != 4 {
 		t.Errorf("masquerade entries %v; want 4 (2 per family)", got)
 	}
-	l.ok("CHECK", "d1", c1, withPrev(t, conf, r1, "1.0.0"))
-	l.ok("DEL", "d1", c1, withPrev(t, conf, r1, "1.0.0"))
-	l.ok("DEL", "d2", c2, conf)
-	if got := l.reservations(talkNet); len(got) != 0 {
+	l.OK("CHECK", "d1", c1, withPrev(t, conf, r1, "1.0.0"))
+	l.OK("DEL", "d1", c1, withPrev(t, conf, r1, "1.0.0"))
+	l.OK("DEL", "d2", c2, conf)
+	if got := l.Reservations(talkNet); len(got) != 0 {
 		t.Fatalf("reservations left: %v", got)
 	}
 }

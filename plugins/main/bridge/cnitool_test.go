@@ -6,6 +6,7 @@ import (
 	"crypto/sha512"
 	"encoding/json"
 	"fmt"
+	"github.com/knit-cni/knit/internal/plugintest"
 	"net"
 	"os"
 	"os/exec"
@@ -34,7 +35,7 @@ func TestReferenceCnitoolTalkBridge(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(toolDir, bin)); err == nil {
 			t.Fatalf("%s found in the tool dir", bin)
 		}
-		if _, err := os.Stat(filepath.Join(l.plugins, bin)); err == nil {
+		if _, err := os.Stat(filepath.Join(l.Plugins, bin)); err == nil {
 			t.Fatalf("%s found in the plugin dir", bin)
 		}
 	}
@@ -47,9 +48,9 @@ func TestReferenceCnitoolTalkBridge(t *testing.T) {
 	}
 }
 
-func cnitoolRound(t *testing.T, l *lab, toolDir, version string) {
+func cnitoolRound(t *testing.T, l *plugintest.Lab, toolDir, version string) {
 	confDir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(confDir, "10-talk.conf"), l.conf("talk-bridge.conf", version, nil), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(confDir, "10-talk.conf"), l.Conf("talk-bridge.conf", version, nil), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c1, c2 := nstest.New(t, "t1"), nstest.New(t, "t2")
@@ -63,9 +64,9 @@ func cnitoolRound(t *testing.T, l *lab, toolDir, version string) {
 	cnitool := func(args ...string) ([]byte, error) {
 		var stdout, stderr bytes.Buffer
 		cmd := exec.CommandContext(context.Background(), filepath.Join(toolDir, "cnitool"), args...)
-		cmd.Env = []string{"PATH=" + toolDir, "CNI_PATH=" + l.plugins, "NETCONFPATH=" + confDir}
+		cmd.Env = []string{"PATH=" + toolDir, "CNI_PATH=" + l.Plugins, "NETCONFPATH=" + confDir}
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := netns.Do(l.host, cmd.Run)
+		err := netns.Do(l.Host, cmd.Run)
 		if err != nil {
 			return stdout.Bytes(), fmt.Errorf("cnitool %s: %v\n%s%s", strings.Join(args, " "), err, stdout.Bytes(), stderr.Bytes())
 		}
@@ -94,8 +95,8 @@ func cnitoolRound(t *testing.T, l *lab, toolDir, version string) {
 	}
 	ping(t, c1, addrs[1])
 	ping(t, c2, addrs[0])
-	if len(l.masqEntries(talkNet)) != 2 {
-		t.Fatalf("masquerade entries %v; want 2", l.masqEntries(talkNet))
+	if len(l.MasqEntries(talkNet)) != 2 {
+		t.Fatalf("masquerade entries %v; want 2", l.MasqEntries(talkNet))
 	}
 	_, err := cnitool("check", talkNet, c1)
 	switch {
@@ -112,10 +113,10 @@ func cnitoolRound(t *testing.T, l *lab, toolDir, version string) {
 			t.Errorf("eth0 (and its address) still in %s after cnitool del", c)
 		}
 	}
-	if got := l.masqEntries(talkNet); len(got) != 0 {
+	if got := l.MasqEntries(talkNet); len(got) != 0 {
 		t.Fatalf("masquerade entries after del: %v", got)
 	}
-	if got := l.reservations(talkNet); len(got) != 0 {
+	if got := l.Reservations(talkNet); len(got) != 0 {
 		t.Fatalf("reservations after del: %v", got)
 	}
 }

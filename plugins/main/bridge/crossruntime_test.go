@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/knit-cni/knit/internal/plugintest"
 	"os"
 	"sort"
 	"strings"
@@ -46,10 +47,10 @@ func shape(r *cni.Result) string {
 	return b.String()
 }
 
-type driver func(t *testing.T, l *lab, pluginDir, nsPath string, list []byte) *cni.Result
+type driver func(t *testing.T, l *plugintest.Lab, pluginDir, nsPath string, list []byte) *cni.Result
 
 // viaLibcni runs ADD, CHECK and DEL through the reference runtime library.
-func viaLibcni(t *testing.T, l *lab, pluginDir, nsPath string, list []byte) *cni.Result {
+func viaLibcni(t *testing.T, l *plugintest.Lab, pluginDir, nsPath string, list []byte) *cni.Result {
 	t.Helper()
 	conf, err := libcni.ConfListFromBytes(list)
 	if err != nil {
@@ -58,7 +59,7 @@ func viaLibcni(t *testing.T, l *lab, pluginDir, nsPath string, list []byte) *cni
 	c := libcni.NewCNIConfigWithCacheDir([]string{pluginDir}, t.TempDir(), nil)
 	rt := &libcni.RuntimeConf{ContainerID: "xrt", NetNS: nsPath, IfName: "eth0"}
 	var out []byte
-	err = netns.Do(l.host, func() error {
+	err = netns.Do(l.Host, func() error {
 		res, err := c.AddNetworkList(context.Background(), conf, rt)
 		if err != nil {
 			return fmt.Errorf("libcni ADD: %w", err)
@@ -85,7 +86,7 @@ func viaLibcni(t *testing.T, l *lab, pluginDir, nsPath string, list []byte) *cni
 }
 
 // viaKnitRuntime runs ADD, CHECK and DEL through knit's runtime.
-func viaKnitRuntime(t *testing.T, l *lab, pluginDir, nsPath string, list []byte) *cni.Result {
+func viaKnitRuntime(t *testing.T, l *plugintest.Lab, pluginDir, nsPath string, list []byte) *cni.Result {
 	t.Helper()
 	conf, err := cni.ParseConfigList(list)
 	if err != nil {
@@ -94,7 +95,7 @@ func viaKnitRuntime(t *testing.T, l *lab, pluginDir, nsPath string, list []byte)
 	c := runtime.New(runtime.Config{Paths: []string{pluginDir}, CacheDir: t.TempDir()})
 	rt := &runtime.RuntimeConf{ContainerID: "xrt", NetNS: nsPath, IfName: "eth0"}
 	var res *cni.Result
-	err = netns.Do(l.host, func() error {
+	err = netns.Do(l.Host, func() error {
 		var err error
 		if res, err = c.AddNetworkList(context.Background(), conf, rt); err != nil {
 			return fmt.Errorf("knit runtime ADD: %w", err)
@@ -131,15 +132,15 @@ func TestCrossRuntimeShapes(t *testing.T) {
 			for _, run := range []struct {
 				name      string
 				drive     driver
-				pluginDir func(*lab) string
+				pluginDir func(*plugintest.Lab) string
 			}{
-				{"libcni+knit", viaLibcni, func(l *lab) string { return l.plugins }},
-				{"knit+reference", viaKnitRuntime, func(*lab) string { return refPluginDir }},
-				{"knit+knit", viaKnitRuntime, func(l *lab) string { return l.plugins }},
+				{"libcni+knit", viaLibcni, func(l *plugintest.Lab) string { return l.Plugins }},
+				{"knit+reference", viaKnitRuntime, func(*plugintest.Lab) string { return refPluginDir }},
+				{"knit+knit", viaKnitRuntime, func(l *plugintest.Lab) string { return l.Plugins }},
 			} {
 				l := newLab(t)
 				c := nstest.New(t, "xr")
-				list := []byte(fmt.Sprintf(tmpl, l.dataDir))
+				list := []byte(fmt.Sprintf(tmpl, l.DataDir))
 				res := run.drive(t, l, run.pluginDir(l), c, list)
 				s := shape(res)
 				t.Logf("%s: %s", run.name, s)

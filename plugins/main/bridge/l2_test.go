@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"encoding/binary"
+	"github.com/knit-cni/knit/internal/plugintest"
 	"net"
 	"strings"
 	"testing"
@@ -51,7 +52,7 @@ func udpFrame(dstMAC, srcMAC net.HardwareAddr, src, dst net.IP, port int, payloa
 func TestHairpinTraffic(t *testing.T) {
 	l := newLab(t)
 	c := nstest.New(t, "hp")
-	r := l.add("hp", c, l.conf("talk-bridge.conf", "1.0.0", nil))
+	r := l.Add("hp", c, l.Conf("talk-bridge.conf", "1.0.0", nil))
 	ip := firstIP(t, r, true).Address.IP
 	mac, _ := net.ParseMAC(r.Interfaces[2].Mac)
 
@@ -96,7 +97,7 @@ func TestHairpinTraffic(t *testing.T) {
 		t.Fatalf("the frame did not come back through the bridge (got %q)", got)
 	}
 	// Control: with hairpin off the same frame is not reflected.
-	h := nstest.Handle(t, l.host)
+	h := nstest.Handle(t, l.Host)
 	hostPort, err := h.LinkByName(r.Interfaces[1].Name)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +110,7 @@ func TestHairpinTraffic(t *testing.T) {
 		t.Fatalf("frame came back with hairpin off: %q", got)
 	}
 	// CHECK notices the port setting was changed.
-	if e := l.fails("CHECK", "hp", c, withPrev(t, l.conf("talk-bridge.conf", "1.0.0", nil), r, "1.0.0")); !strings.Contains(e.Error(), "hairpin") {
+	if e := l.Fails("CHECK", "hp", c, withPrev(t, l.Conf("talk-bridge.conf", "1.0.0", nil), r, "1.0.0")); !strings.Contains(e.Error(), "hairpin") {
 		t.Errorf("CHECK error %q does not mention hairpin", e.Error())
 	}
 }
@@ -118,16 +119,16 @@ func TestHairpinTraffic(t *testing.T) {
 // the bridge; the rule is tagged with its owner and removed on DEL.
 func TestMacSpoofCheck(t *testing.T) {
 	l := newLab(t)
-	conf := l.conf("talk-bridge.conf", "1.0.0", map[string]any{"macspoofchk": true})
+	conf := l.Conf("talk-bridge.conf", "1.0.0", map[string]any{"macspoofchk": true})
 	c1, c2 := nstest.New(t, "s1"), nstest.New(t, "s2")
-	r1 := l.add("s1", c1, conf)
-	r2 := l.add("s2", c2, conf)
+	r1 := l.Add("s1", c1, conf)
+	r2 := l.Add("s2", c2, conf)
 	dst := firstIP(t, r2, true).Address.IP
 	ping(t, c1, dst)
 	if n := spoofRules(t, l); n != 2 {
 		t.Fatalf("%d spoof-check rules; want 2", n)
 	}
-	l.ok("CHECK", "s1", c1, withPrev(t, conf, r1, "1.0.0"))
+	l.OK("CHECK", "s1", c1, withPrev(t, conf, r1, "1.0.0"))
 
 	h := nstest.Handle(t, c1)
 	eth0 := nstest.Link(t, c1, "eth0")
@@ -141,7 +142,7 @@ func TestMacSpoofCheck(t *testing.T) {
 	if _, err := probe.Ping(c1, dst, 500*time.Millisecond); err == nil {
 		t.Fatal("ping with a spoofed source MAC got through")
 	}
-	if e := l.fails("CHECK", "s1", c1, withPrev(t, conf, r1, "1.0.0")); !strings.Contains(e.Error(), "MAC") {
+	if e := l.Fails("CHECK", "s1", c1, withPrev(t, conf, r1, "1.0.0")); !strings.Contains(e.Error(), "MAC") {
 		t.Errorf("CHECK error %q does not mention the MAC", e.Error())
 	}
 	orig, _ := net.ParseMAC(r1.Interfaces[2].Mac)
@@ -150,20 +151,20 @@ func TestMacSpoofCheck(t *testing.T) {
 	}
 	ping(t, c1, dst)
 
-	l.ok("DEL", "s1", c1, withPrev(t, conf, r1, "1.0.0"))
+	l.OK("DEL", "s1", c1, withPrev(t, conf, r1, "1.0.0"))
 	if n := spoofRules(t, l); n != 1 {
 		t.Fatalf("%d spoof-check rules after DEL; want 1", n)
 	}
-	l.ok("DEL", "s2", c2, conf)
+	l.OK("DEL", "s2", c2, conf)
 	if n := spoofRules(t, l); n != 0 {
 		t.Fatalf("%d spoof-check rules after DEL; want 0", n)
 	}
 }
 
 // spoofRules counts the owner-tagged rules in the lab's bridge-family table.
-func spoofRules(t *testing.T, l *lab) int {
+func spoofRules(t *testing.T, l *plugintest.Lab) int {
 	t.Helper()
-	h, err := vnetns.GetFromPath(l.host)
+	h, err := vnetns.GetFromPath(l.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,21 +192,21 @@ func spoofRules(t *testing.T, l *lab) int {
 func TestVlan(t *testing.T) {
 	l := newLab(t)
 	c := nstest.New(t, "vl")
-	conf := l.conf("talk-bridge.conf", "1.0.0", map[string]any{"bridge": "kvlbr", "vlan": 100})
-	r := l.exec("ADD", "vl", c, "eth0", conf)
+	conf := l.Conf("talk-bridge.conf", "1.0.0", map[string]any{"bridge": "kvlbr", "vlan": 100})
+	r := l.Exec("ADD", "vl", c, "eth0", conf)
 	if r.ExitCode != 0 {
 		if strings.Contains(string(r.Stdout), "CONFIG_BRIDGE_VLAN_FILTERING") {
 			if nstest.LinkExists(t, c, "eth0") {
 				t.Error("failed ADD left eth0 behind")
 			}
-			if got := l.reservations(talkNet); len(got) != 0 {
+			if got := l.Reservations(talkNet); len(got) != 0 {
 				t.Errorf("failed ADD left a reservation: %v", got)
 			}
 			t.Skip("kernel lacks bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING): vlan, vlanTrunk and preserveDefaultVlan cannot be tested here")
 		}
 		t.Fatalf("ADD with vlan failed: %s", r.Stdout)
 	}
-	h := nstest.Handle(t, l.host)
+	h := nstest.Handle(t, l.Host)
 	vl, err := h.BridgeVlanList()
 	if err != nil {
 		t.Fatal(err)
@@ -221,5 +222,5 @@ func TestVlan(t *testing.T) {
 	if !found {
 		t.Errorf("no port has VLAN 100: %v", vl)
 	}
-	l.ok("DEL", "vl", c, conf)
+	l.OK("DEL", "vl", c, conf)
 }

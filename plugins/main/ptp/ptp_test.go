@@ -20,16 +20,16 @@ func TestTalkPtpConfig(t *testing.T) {
 	for _, v := range []string{"", "0.4.0", "1.1.0"} {
 		t.Run("v"+v, func(t *testing.T) {
 			l := newLab(t)
-			conf := l.conf("talk-ptp.conf", v, nil)
+			conf := l.Conf("talk-ptp.conf", v, nil)
 			ver := v
 			if ver == "" {
 				ver = "1.0.0"
 			}
 			c1, c2 := nstest.New(t, "p1"), nstest.New(t, "p2")
 			start := time.Now()
-			r1 := l.add("c1", c1, conf)
+			r1 := l.Add("c1", c1, conf)
 			t.Logf("ADD took %s", time.Since(start))
-			r2 := l.add("c2", c2, conf)
+			r2 := l.Add("c2", c2, conf)
 			subnet := mustCIDR("10.1.1.0/24")
 			for _, r := range []*cni.Result{r1, r2} {
 				ip := firstIP(t, r, true)
@@ -61,13 +61,13 @@ func TestTalkPtpConfig(t *testing.T) {
 				t.Errorf("container routes %s", joined)
 			}
 
-			l.ok("CHECK", "c1", c1, withPrev(t, conf, r1, ver))
+			l.OK("CHECK", "c1", c1, withPrev(t, conf, r1, ver))
 			start = time.Now()
-			l.ok("DEL", "c1", c1, withPrev(t, conf, r1, ver))
+			l.OK("DEL", "c1", c1, withPrev(t, conf, r1, ver))
 			t.Logf("DEL took %s", time.Since(start))
-			l.ok("DEL", "c1", c1, conf)
-			l.ok("DEL", "c2", c2, withPrev(t, conf, r2, ver))
-			if got := l.reservations(ptpNet); len(got) != 0 {
+			l.OK("DEL", "c1", c1, conf)
+			l.OK("DEL", "c2", c2, withPrev(t, conf, r2, ver))
+			if got := l.Reservations(ptpNet); len(got) != 0 {
 				t.Fatalf("IPAM still holds %v", got)
 			}
 			if nstest.LinkExists(t, c2, "eth0") {
@@ -81,19 +81,19 @@ func TestTalkPtpConfig(t *testing.T) {
 // removed route, GC and DEL clean up, DEL works with the netns gone.
 func TestPtpMasqCheckGCAndGoneNetns(t *testing.T) {
 	l := newLab(t)
-	conf := l.conf("talk-ptp.conf", "1.1.0", map[string]any{"ipMasq": true})
+	conf := l.Conf("talk-ptp.conf", "1.1.0", map[string]any{"ipMasq": true})
 	c1, c2, c3 := nstest.New(t, "m1"), nstest.New(t, "m2"), nstest.New(t, "m3")
-	r1 := l.add("m1", c1, conf)
-	r2 := l.add("m2", c2, conf)
-	r3 := l.add("m3", c3, conf)
-	if got := l.masqEntries(ptpNet); len(got) != 3 {
+	r1 := l.Add("m1", c1, conf)
+	r2 := l.Add("m2", c2, conf)
+	r3 := l.Add("m3", c3, conf)
+	if got := l.MasqEntries(ptpNet); len(got) != 3 {
 		t.Fatalf("masquerade entries %v; want 3", got)
 	}
 	p1 := withPrev(t, conf, r1, "1.1.0")
-	l.ok("CHECK", "m1", c1, p1)
+	l.OK("CHECK", "m1", c1, p1)
 
 	removeMasq(t, l, "m1", firstIP(t, r1, true).Address)
-	if e := l.fails("CHECK", "m1", c1, p1); !strings.Contains(e.Error(), "masquerade") {
+	if e := l.Fails("CHECK", "m1", c1, p1); !strings.Contains(e.Error(), "masquerade") {
 		t.Errorf("CHECK error %q does not mention masquerade", e.Error())
 	}
 	p2 := withPrev(t, conf, r2, "1.1.0")
@@ -102,22 +102,22 @@ func TestPtpMasqCheckGCAndGoneNetns(t *testing.T) {
 	if err := h.RouteDel(&netlink.Route{LinkIndex: lk.Attrs().Index, Dst: mustCIDR("10.1.1.0/24"), Gw: net.ParseIP("10.1.1.1")}); err != nil {
 		t.Fatal(err)
 	}
-	if e := l.fails("CHECK", "m2", c2, p2); !strings.Contains(e.Error(), "10.1.1.0/24 via 10.1.1.1") {
+	if e := l.Fails("CHECK", "m2", c2, p2); !strings.Contains(e.Error(), "10.1.1.0/24 via 10.1.1.1") {
 		t.Errorf("CHECK error %q does not name the route", e.Error())
 	}
 
 	// GC keeps m1 and m2 only: m3's entry and reservation go.
-	gc := l.conf("talk-ptp.conf", "1.1.0", map[string]any{"ipMasq": true,
+	gc := l.Conf("talk-ptp.conf", "1.1.0", map[string]any{"ipMasq": true,
 		"cni.dev/valid-attachments": []map[string]string{{"containerID": "m1", "ifname": "eth0"}, {"containerID": "m2", "ifname": "eth0"}}})
-	if r := nstest.Exec(t, l.host, l.plugins, "ptp", "GC", nil, gc); r.ExitCode != 0 {
+	if r := nstest.Exec(t, l.Host, l.Plugins, "ptp", "GC", nil, gc); r.ExitCode != 0 {
 		t.Fatalf("GC: %s", r.Stdout)
 	}
-	for _, e := range l.masqEntries(ptpNet) {
+	for _, e := range l.MasqEntries(ptpNet) {
 		if e.Owner.ContainerID == "m3" {
 			t.Errorf("GC left m3's entry")
 		}
 	}
-	if got := l.reservations(ptpNet); len(got) != 2 {
+	if got := l.Reservations(ptpNet); len(got) != 2 {
 		t.Errorf("reservations after GC %v; want 2", got)
 	}
 
@@ -125,35 +125,35 @@ func TestPtpMasqCheckGCAndGoneNetns(t *testing.T) {
 	if err := deleteNetns(c3); err != nil {
 		t.Fatal(err)
 	}
-	l.ok("DEL", "m3", c3, withPrev(t, conf, r3, "1.1.0"))
-	l.ok("DEL", "m1", c1, p1)
-	l.ok("DEL", "m2", c2, p2)
-	if got := l.masqEntries(ptpNet); len(got) != 0 {
+	l.OK("DEL", "m3", c3, withPrev(t, conf, r3, "1.1.0"))
+	l.OK("DEL", "m1", c1, p1)
+	l.OK("DEL", "m2", c2, p2)
+	if got := l.MasqEntries(ptpNet); len(got) != 0 {
 		t.Fatalf("masquerade entries left: %v", got)
 	}
-	if got := l.reservations(ptpNet); len(got) != 0 {
+	if got := l.Reservations(ptpNet); len(got) != 0 {
 		t.Fatalf("reservations left: %v", got)
 	}
 }
 
 func TestPtpDualStack(t *testing.T) {
 	l := newLab(t)
-	conf := l.conf("talk-ptp.conf", "1.0.0", map[string]any{
-		"ipam": map[string]any{"type": "host-local", "dataDir": l.dataDir, "ranges": []any{
+	conf := l.Conf("talk-ptp.conf", "1.0.0", map[string]any{
+		"ipam": map[string]any{"type": "host-local", "dataDir": l.DataDir, "ranges": []any{
 			[]map[string]string{{"subnet": "10.1.2.0/24"}},
 			[]map[string]string{{"subnet": "fd00:12::/64"}},
 		}, "routes": []map[string]string{{"dst": "0.0.0.0/0"}, {"dst": "::/0"}}},
 	})
 	c1, c2 := nstest.New(t, "q1"), nstest.New(t, "q2")
-	r1 := l.add("q1", c1, conf)
-	r2 := l.add("q2", c2, conf)
+	r1 := l.Add("q1", c1, conf)
+	r2 := l.Add("q2", c2, conf)
 	ping(t, c1, firstIP(t, r2, false).Address.IP)
 	ping(t, c2, firstIP(t, r1, true).Address.IP)
 	ping(t, c1, net.ParseIP("fd00:12::1"))
-	l.ok("CHECK", "q1", c1, withPrev(t, conf, r1, "1.0.0"))
-	l.ok("DEL", "q1", c1, withPrev(t, conf, r1, "1.0.0"))
-	l.ok("DEL", "q2", c2, conf)
-	if got := l.reservations(ptpNet); len(got) != 0 {
+	l.OK("CHECK", "q1", c1, withPrev(t, conf, r1, "1.0.0"))
+	l.OK("DEL", "q1", c1, withPrev(t, conf, r1, "1.0.0"))
+	l.OK("DEL", "q2", c2, conf)
+	if got := l.Reservations(ptpNet); len(got) != 0 {
 		t.Fatalf("reservations left: %v", got)
 	}
 }
@@ -161,7 +161,7 @@ func TestPtpDualStack(t *testing.T) {
 func TestPtpNeedsIPAM(t *testing.T) {
 	l := newLab(t)
 	c := nstest.New(t, "pn")
-	e := l.fails("ADD", "x", c, []byte(`{"cniVersion":"1.0.0","name":"mynet","type":"ptp"}`))
+	e := l.Fails("ADD", "x", c, []byte(`{"cniVersion":"1.0.0","name":"mynet","type":"ptp"}`))
 	if e.Code != cni.ErrInvalidNetworkConfig || !strings.Contains(e.Msg, "ipam") {
 		t.Fatalf("error %+v", e)
 	}
