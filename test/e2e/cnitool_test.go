@@ -20,6 +20,7 @@ type cnitoolCase struct {
 	plugins  []map[string]any
 	capArgs  string                        // CAP_ARGS
 	hostLink string                        // a veth made in the host namespace first (this kernel may lack dummy)
+	leaves   string                        // a host link the plugin keeps after DEL (a bridge), removed at cleanup
 	noCheck  string                        // why CHECK is not run
 	verify   func(t *testing.T, ns string) // after ADD
 	ping     bool                          // the host reaches the container's first address
@@ -37,7 +38,7 @@ func cnitoolCases() []cnitoolCase {
 	master := marker + "m0"
 	return []cnitoolCase{
 		{name: "loopback", ifname: "lo", plugins: []map[string]any{{"type": "loopback"}}},
-		{name: "bridge", ping: true, plugins: []map[string]any{{"type": "bridge", "bridge": marker + "br9", "isGateway": true, "ipam": hostLocal("10.89.90.0/24")}}},
+		{name: "bridge", ping: true, leaves: marker + "br9", plugins: []map[string]any{{"type": "bridge", "bridge": marker + "br9", "isGateway": true, "ipam": hostLocal("10.89.90.0/24")}}},
 		{name: "ptp", ping: true, plugins: []map[string]any{ptp("10.89.91.0/24")}},
 		{name: "macvlan", hostLink: master, features: []kfeature.Feature{kfeature.Macvlan},
 			plugins: []map[string]any{{"type": "macvlan", "master": master, "ipam": hostLocal("10.89.92.0/24")}}},
@@ -160,8 +161,10 @@ func cnitoolRun(t *testing.T, i int, c cnitoolCase) {
 			_, _ = output(env, cnitool, "del", net, nsPath)
 		}
 		_, _ = output(nil, "ip", "netns", "del", ns)
-		if c.hostLink != "" {
-			_, _ = output(nil, "ip", "link", "del", c.hostLink)
+		for _, l := range []string{c.hostLink, c.leaves} {
+			if l != "" {
+				_, _ = output(nil, "ip", "link", "del", l)
+			}
 		}
 	})
 	if c.hostLink != "" {
