@@ -130,3 +130,20 @@ func TestGCLargeSet(t *testing.T) {
 	}
 	must(t, m.Check(seed, cidrs(t, "10.60.255.254/16")))
 }
+
+// BenchmarkPortMapAddDel measures one container's port mapping Add plus Del
+// (one TCP mapping, hairpin and localhost masquerade) in-process.
+func BenchmarkPortMapAddDel(b *testing.B) {
+	_, fd := testNS(b, "nfb")
+	pm := NewPortMap(WithNetNS(fd), WithLockFile(filepath.Join(b.TempDir(), "nft.lock")))
+	defer pm.Close()
+	o := Owner{Network: "benchnet", ContainerID: "bench", IfName: "eth0"}
+	addr := cidrs(b, "10.62.0.2/24")
+	maps := []PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}}
+	must(b, pm.Add(o, addr, maps, PortMapOptions{SNAT: true}))
+	must(b, pm.Del(o, addr, maps))
+	for b.Loop() {
+		must(b, pm.Add(o, addr, maps, PortMapOptions{SNAT: true}))
+		must(b, pm.Del(o, addr, maps))
+	}
+}
