@@ -113,16 +113,11 @@ func parseConfig(stdin []byte, cniArgs string) (*Config, error) {
 	if c.RuntimeConfig.Mac != "" {
 		macText = c.RuntimeConfig.Mac
 	}
-	if macText != "" {
-		mac, err := net.ParseMAC(macText)
-		if err != nil || len(mac) != 6 {
-			return nil, cni.Errorf(cni.ErrInvalidNetworkConfig, "invalid MAC address %q: want six colon-separated hex bytes", macText)
-		}
-		if mac[0]&1 != 0 {
-			return nil, cni.Errorf(cni.ErrInvalidNetworkConfig, "invalid MAC address %q: a multicast address cannot be an interface address", macText)
-		}
-		c.mac = mac
+	mac, err := link.ParseMAC(macText)
+	if err != nil {
+		return nil, err
 	}
+	c.mac = mac
 	return c, nil
 }
 
