@@ -74,6 +74,10 @@ func outside() int {
 		fmt.Fprintf(os.Stderr, "e2e: missing %s: run `make e2e`, which installs them\n", strings.Join(missing, ", "))
 		return 1
 	}
+	// What a killed run leaves outside the sandbox: empty cgroups (rmdir
+	// fails on any in use) and its build directory.
+	removeNewCgroups(nil)
+	removeStaleWork(15 * time.Minute)
 	work, err := os.MkdirTemp("", marker+"-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
@@ -140,6 +144,17 @@ func outside() int {
 		fmt.Println("FAIL")
 	}
 	return code
+}
+
+// removeStaleWork removes work directories of earlier runs older than age
+// (longer than a run may last, so none is in use).
+func removeStaleWork(age time.Duration) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), marker+"-*"))
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() && time.Since(fi.ModTime()) > age {
+			_ = os.RemoveAll(d)
+		}
+	}
 }
 
 // buildBinaries builds knit, knit-plugin and the reference cnitool into dir.
