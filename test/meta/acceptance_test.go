@@ -40,9 +40,9 @@ func TestAcceptanceFullConflist(t *testing.T) {
 	if err := tcpTo(l.client, hostAddr+":8443"); err != nil {
 		t.Fatalf("published port: %v", err)
 	}
-	// No CHECK here: bridge's CHECK (plugins/main/bridge/check.go) rejects
-	// the ifb that bandwidth adds to the cached result as a "changed host
-	// veth"; portmap's and firewall's CHECK are run in meta_test.go.
+	if _, err := l.cnitool(caps, "check", name, ctr); err != nil {
+		t.Fatalf("CHECK of the whole chain: %v", err)
+	}
 	during := l.snapshot()
 	if during == before {
 		t.Fatal("ADD changed neither nftables nor tc (the snapshot sees nothing)")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/knit-cni/knit/internal/ipcfg"
 	"github.com/knit-cni/knit/internal/link"
@@ -94,10 +95,20 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 		return checkErr("host veth "+hl.Attrs().Name+" is not a port of "+conf.Bridge,
 			fmt.Sprintf("its master has ifindex %d, the bridge %d", hl.Attrs().MasterIndex, br.Index))
 	}
+	// The result must name the peer among its host-side interfaces. Chained
+	// plugins may add host interfaces of their own (bandwidth's ifb), so
+	// other names are not an error.
+	var hostNames []string
+	named := false
 	for _, ifc := range prev.Interfaces {
-		if ifc.Sandbox == "" && ifc.Name != conf.Bridge && ifc.Name != hl.Attrs().Name {
-			return checkErr("host veth name changed", fmt.Sprintf("the result names %s, the peer of %s is %s", ifc.Name, req.IfName, hl.Attrs().Name))
+		if ifc.Sandbox == "" && ifc.Name != conf.Bridge {
+			hostNames = append(hostNames, ifc.Name)
+			named = named || ifc.Name == hl.Attrs().Name
 		}
+	}
+	if len(hostNames) > 0 && !named {
+		return checkErr("host veth name changed", fmt.Sprintf("the result names %s, the peer of %s is %s",
+			strings.Join(hostNames, ", "), req.IfName, hl.Attrs().Name))
 	}
 	if conf.HairpinMode || conf.PortIsolation {
 		pi, err := host.Handle.LinkGetProtinfo(hl)
