@@ -13,6 +13,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -20,7 +21,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -99,13 +100,16 @@ func OptionCode(name string) (uint8, error) {
 	return 0, fmt.Errorf("unknown DHCP option %q: use a name like host-name, routers, classless-static-routes, or a number 1-254", name)
 }
 
-// Client talks to the daemon.
+// Client talks to the daemon. It speaks just enough HTTP/1.0 itself (one
+// request per connection, the answer read to EOF) that the plugin binary
+// does not link net/http: that package and its TLS and crypto dependencies
+// would add about 3.5 MB, 2 MB of RSS and 0.9 ms of start-up CPU to every
+// knit plugin exec, not just dhcp's.
 type Client struct {
 	Socket string
 	// DialTimeout bounds connecting; a daemon that is not running fails
 	// within it.
 	DialTimeout time.Duration
-	hc          *http.Client
 }
 
 // NewClient returns a client for the daemon at socket.
@@ -113,16 +117,14 @@ func NewClient(socket string) *Client {
 	if socket == "" {
 		socket = DefaultSocket
 	}
-	c := &Client{Socket: socket, DialTimeout: 500 * time.Millisecond}
-	c.hc = &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			d := net.Dialer{Timeout: c.DialTimeout}
-			return d.DialContext(ctx, "unix", c.Socket)
-		},
-		DisableKeepAlives: true,
-	}}
-	return c
+	return &Client{Socket: socket, DialTimeout: 500 * time.Millisecond}
 }
+
+// Request methods the daemon serves.
+const (
+	MethodGet  = "GET"
+	MethodPost = "POST"
+)
 
 // NotRunning is the error when nothing answers on the socket.
 type NotRunning struct {
@@ -134,24 +136,23 @@ func (e *NotRunning) Error() string {
 	return fmt.Sprintf("the knit DHCP daemon is not running on %s (%v): start it with `knit dhcp --socket %s`", e.Socket, e.Err, e.Socket)
 }
 
+// maxAnswer bounds the daemon's answer.
+const maxAnswer = 1 << 20
+
 // Do sends one request (in is JSON-encoded unless nil) and decodes a 200
 // answer into out (unless nil). A daemon error comes back as *cni.Error; no
 // daemon as *NotRunning.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
+	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
+		body = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://knit-dhcp"+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.hc.Do(req)
+	d := net.Dialer{Timeout: c.DialTimeout}
+	conn, err := d.DialContext(ctx, "unix", c.Socket)
 	if err != nil {
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
@@ -159,19 +160,30 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		}
 		return fmt.Errorf("talking to the knit DHCP daemon on %s: %w", c.Socket, err)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("reading the knit DHCP daemon's answer: %w", err)
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
 	}
-	if resp.StatusCode/100 != 2 {
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	status, text, data, err := exchange(conn, method, path, body)
+	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		} else if _, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) {
+			err = context.DeadlineExceeded // the socket's deadline is the context's
+		}
+		return fmt.Errorf("talking to the knit DHCP daemon on %s: %w", c.Socket, err)
+	}
+	if status/100 != 2 {
 		var e cni.Error
 		if json.Unmarshal(data, &e) == nil && e.Msg != "" {
 			return &e
 		}
-		return cni.Errorf(cni.ErrInternal, "knit DHCP daemon answered %s: %s", resp.Status, strings.TrimSpace(string(data)))
+		return cni.Errorf(cni.ErrInternal, "knit DHCP daemon answered %s: %s", text, strings.TrimSpace(string(data)))
 	}
-	if out != nil && resp.StatusCode == http.StatusOK {
+	if out != nil && status == 200 {
 		if err := json.Unmarshal(data, out); err != nil {
 			return cni.NewError(cni.ErrDecodingFailure, "cannot decode the knit DHCP daemon's answer", err.Error())
 		}
@@ -179,10 +191,63 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
+// exchange writes one HTTP/1.0 request and reads the answer: the status
+// code, the status line's text ("404 Not Found") and the body. HTTP/1.0
+// means the server closes the connection after answering and never uses
+// chunked encoding.
+func exchange(conn net.Conn, method, path string, body []byte) (int, string, []byte, error) {
+	var req bytes.Buffer
+	fmt.Fprintf(&req, "%s %s HTTP/1.0\r\nHost: knit-dhcp\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", method, path, len(body))
+	req.Write(body)
+	if _, err := conn.Write(req.Bytes()); err != nil {
+		return 0, "", nil, err
+	}
+	r := bufio.NewReader(io.LimitReader(conn, maxAnswer+64<<10))
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return 0, "", nil, fmt.Errorf("reading the status line: %w", err)
+	}
+	proto, text, ok := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
+	status, convErr := strconv.Atoi(strings.SplitN(text, " ", 2)[0])
+	if !ok || !strings.HasPrefix(proto, "HTTP/1.") || convErr != nil {
+		return 0, "", nil, fmt.Errorf("not an HTTP answer: %q", line)
+	}
+	length := -1
+	for {
+		h, err := r.ReadString('\n')
+		if err != nil {
+			return 0, "", nil, fmt.Errorf("reading the answer's headers: %w", err)
+		}
+		h = strings.TrimRight(h, "\r\n")
+		if h == "" {
+			break
+		}
+		if k, v, ok := strings.Cut(h, ":"); ok && strings.EqualFold(strings.TrimSpace(k), "Content-Length") {
+			if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n >= 0 {
+				length = n
+			}
+		}
+	}
+	var data []byte
+	switch {
+	case length > maxAnswer:
+		return 0, "", nil, fmt.Errorf("answer of %d bytes is over the %d-byte limit", length, maxAnswer)
+	case length >= 0:
+		data = make([]byte, length)
+		_, err = io.ReadFull(r, data)
+	default:
+		data, err = io.ReadAll(io.LimitReader(r, maxAnswer))
+	}
+	if err != nil {
+		return 0, "", nil, fmt.Errorf("reading the answer: %w", err)
+	}
+	return status, text, data, nil
+}
+
 // Result fetches a result-returning endpoint (allocate, lease).
 func (c *Client) Result(ctx context.Context, path string, in any) (*cni.Result, error) {
 	var raw json.RawMessage
-	if err := c.Do(ctx, http.MethodPost, path, in, &raw); err != nil {
+	if err := c.Do(ctx, MethodPost, path, in, &raw); err != nil {
 		return nil, err
 	}
 	r, err := cni.ParseResult(raw, cni.Version110)

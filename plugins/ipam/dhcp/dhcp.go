@@ -20,7 +20,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/knit-cni/knit/internal/dhcpd/api"
@@ -181,7 +180,7 @@ func (dhcpIPAM) Del(ctx context.Context, req *skel.Request) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, AllocateTimeout)
 	defer cancel()
-	if err := api.NewClient(cfg.Socket).Do(ctx, http.MethodPost, "/v1/release", cfg.Lease.Key, nil); err != nil {
+	if err := api.NewClient(cfg.Socket).Do(ctx, api.MethodPost, "/v1/release", cfg.Lease.Key, nil); err != nil {
 		return daemonError("DEL", cfg.Socket, err)
 	}
 	return nil
@@ -229,7 +228,7 @@ func (dhcpIPAM) GC(ctx context.Context, req *skel.Request) error {
 	ctx, cancel := context.WithTimeout(ctx, AllocateTimeout)
 	defer cancel()
 	g := api.GC{Network: c.Name, Keep: req.NetConf.Attachments()}
-	if err := api.NewClient(socket).Do(ctx, http.MethodPost, "/v1/gc", g, nil); err != nil {
+	if err := api.NewClient(socket).Do(ctx, api.MethodPost, "/v1/gc", g, nil); err != nil {
 		return daemonError("GC", socket, err)
 	}
 	return nil
@@ -247,7 +246,7 @@ func (dhcpIPAM) Status(ctx context.Context, req *skel.Request) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := api.NewClient(socket).Do(ctx, http.MethodGet, "/v1/status", nil, nil); err != nil {
+	if err := api.NewClient(socket).Do(ctx, api.MethodGet, "/v1/status", nil, nil); err != nil {
 		var ce *cni.Error
 		if errors.As(daemonError("STATUS", socket, err), &ce) && ce.Code == cni.ErrPluginNotAvailable {
 			return ce
