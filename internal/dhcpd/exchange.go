@@ -8,7 +8,9 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/knit-cni/knit/internal/dhcpd/api"
 	"github.com/knit-cni/knit/internal/netns"
@@ -32,6 +34,7 @@ func withClient(nsPath, ifname string, timeout time.Duration, fn func(c *nclient
 			if err := netlink.LinkSetUp(l); err != nil {
 				return fmt.Errorf("bringing %s up: %w", ifname, err)
 			}
+			waitCarrier(ifname, 2*time.Second)
 		}
 		c, err = nclient4.New(ifname, nclient4.WithTimeout(timeout), nclient4.WithRetry(3))
 		if err != nil {
@@ -101,9 +104,50 @@ func renew(ctx context.Context, l *api.Lease, cur *nclient4.Lease, timeout time.
 	return lease, err
 }
 
-// release sends a RELEASE for the lease.
-func release(l *api.Lease, cur *nclient4.Lease, timeout time.Duration) error {
-	return withClient(l.Netns, l.IfName, timeout, func(c *nclient4.Client) error {
-		return c.Release(cur, modifiers(l)...)
+// waitCarrier waits until a link just brought up has carrier, so the first
+// DISCOVER is not lost (it returns after max regardless).
+func waitCarrier(ifname string, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		l, err := netlink.LinkByName(ifname)
+		if err != nil || l.Attrs().OperState == netlink.OperUp || l.Attrs().OperState == netlink.OperUnknown {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// release sends a DHCPRELEASE to the server that granted the lease. The
+// library's own Release sends from 0.0.0.0, which a server's kernel drops
+// as a martian for a unicast destination, so it goes out here from the
+// leased address (still on a raw socket: the address need not be
+// configured).
+func release(l *api.Lease, cur *nclient4.Lease, _ time.Duration) error {
+	msg, err := dhcpv4.NewReleaseFromACK(cur.ACK, modifiers(l)...)
+	if err != nil {
+		return err
+	}
+	server := cur.ACK.ServerIdentifier()
+	if server == nil {
+		return fmt.Errorf("the lease names no server")
+	}
+	var conn net.PacketConn
+	err = netns.Do(l.Netns, func() error {
+		ifc, err := net.InterfaceByName(l.IfName)
+		if err != nil {
+			return err
+		}
+		raw, err := packet.Listen(ifc, packet.Datagram, unix.ETH_P_IP, nil)
+		if err != nil {
+			return err
+		}
+		conn = nclient4.NewBroadcastUDPConn(raw, &net.UDPAddr{IP: cur.ACK.YourIPAddr, Port: nclient4.ClientPort})
+		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("opening a socket on %s in %s: %w", l.IfName, l.Netns, err)
+	}
+	defer conn.Close()
+	_, err = conn.WriteTo(msg.ToBytes(), &net.UDPAddr{IP: server, Port: nclient4.ServerPort})
+	return err
 }
