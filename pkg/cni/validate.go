@@ -2,12 +2,26 @@ package cni
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"unicode"
 )
 
-var idRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
+// validID reports whether s is a valid container ID or network name: an
+// ASCII letter or digit, then letters, digits, '_', '.' or '-'. (A loop,
+// not a regexp: this runs in every plugin exec, and a package-level
+// regexp would be compiled at every plugin start-up.)
+func validID(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case i > 0 && (c == '_' || c == '.' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
 
 // ValidateContainerID checks a container ID: empty is code 3, bad
 // characters code 4.
@@ -15,7 +29,7 @@ func ValidateContainerID(id string) *Error {
 	if id == "" {
 		return NewError(ErrUnknownContainer, "missing containerID", "")
 	}
-	if !idRE.MatchString(id) {
+	if !validID(id) {
 		return NewError(ErrInvalidEnvironmentVariables, "invalid characters in containerID", id)
 	}
 	return nil
@@ -26,7 +40,7 @@ func ValidateNetworkName(name string) *Error {
 	if name == "" {
 		return NewError(ErrInvalidNetworkConfig, "missing network name:", "")
 	}
-	if !idRE.MatchString(name) {
+	if !validID(name) {
 		return NewError(ErrInvalidNetworkConfig, "invalid characters found in network name", name)
 	}
 	return nil

@@ -29,7 +29,7 @@ func sameError(t *testing.T, what string, got *cni.Error, ref interface{ Error()
 }
 
 func TestValidateContainerIDMatchesReference(t *testing.T) {
-	for _, id := range []string{"", "-x", "x%y", "_x", ".x", "x", "abc123_.-X", "a b", "a\n", "ä", strings.Repeat("a", 300), "0"} {
+	for _, id := range []string{"", "-x", "x%y", "_x", ".x", "x", "abc123_.-X", "a b", "a\n", "ä", "aä", "x-", "Z.9", strings.Repeat("a", 300), "0"} {
 		got := cni.ValidateContainerID(id)
 		ref := refutils.ValidateContainerID(id)
 		if ref == nil {
@@ -44,6 +44,22 @@ func TestValidateContainerIDMatchesReference(t *testing.T) {
 			t.Errorf("%q: %v, want code %d", id, e, code)
 		}
 	}
+}
+
+// FuzzValidateIDMatchesReference: container IDs and network names are
+// accepted exactly when the reference accepts them.
+func FuzzValidateIDMatchesReference(f *testing.F) {
+	for _, s := range []string{"", "a", "-a", "a-", "a\n", "ä", "a.b_c-D9", "a\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, ref := cni.ValidateContainerID(s) == nil, refutils.ValidateContainerID(s) == nil; got != ref {
+			t.Errorf("ValidateContainerID(%q) accepts=%v, reference %v", s, got, ref)
+		}
+		if got, ref := cni.ValidateNetworkName(s) == nil, refutils.ValidateNetworkName(s) == nil; got != ref {
+			t.Errorf("ValidateNetworkName(%q) accepts=%v, reference %v", s, got, ref)
+		}
+	})
 }
 
 func TestValidateNetworkNameMatchesReference(t *testing.T) {
