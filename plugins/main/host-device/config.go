@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/knit-cni/knit/pkg/cni"
 )
@@ -34,10 +35,17 @@ type Config struct {
 	auxID  string
 }
 
+// The patterns are compiled on first use, not at start-up: every plugin of
+// the multi-call binary would pay for them, and only configs naming a PCI or
+// auxiliary device need them.
 var (
-	pciAddrRE = regexp.MustCompile(`^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$`)
+	pciAddrRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$`)
+	})
 	// Auxiliary-bus ids look like "mlx5_core.sf.4": driver.type.index.
-	auxIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$`)
+	auxIDRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$`)
+	})
 )
 
 // parseConfig decodes and validates stdin.
@@ -54,9 +62,9 @@ func parseConfig(stdin []byte) (*Config, error) {
 	}
 	if id := c.RuntimeConfig.DeviceID; id != "" {
 		switch {
-		case pciAddrRE.MatchString(id):
+		case pciAddrRE().MatchString(id):
 			c.PCIBusID = id
-		case auxIDRE.MatchString(id):
+		case auxIDRE().MatchString(id):
 			c.auxID = id
 		default:
 			return nil, cni.NewError(cni.ErrInvalidNetworkConfig, fmt.Sprintf("invalid runtimeConfig.deviceID %q", id),
@@ -86,7 +94,7 @@ func parseConfig(stdin []byte) (*Config, error) {
 		}
 	}
 	if c.PCIBusID != "" {
-		if !pciAddrRE.MatchString(c.PCIBusID) {
+		if !pciAddrRE().MatchString(c.PCIBusID) {
 			return nil, cni.Errorf(cni.ErrInvalidNetworkConfig, "invalid pciBusID %q: want a PCI address such as 0000:03:00.1", c.PCIBusID)
 		}
 		if len(c.PCIBusID) == 7 { // bus:dev.fn without the domain
