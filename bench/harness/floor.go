@@ -17,6 +17,11 @@ import (
 type floorResult struct {
 	linkAdd, linkDel []float64 // veth + bridge port + address + route; delete the veth
 	masqAdd, masqDel []float64 // knit's nftables masquerade for one address
+	masqAddClose     []float64 // closing the sockets after an Add (the kernel's RCU wait)
+	masqDelClose     []float64
+	exitPlain        []float64 // a process's exit, from its last output to its reaping
+	exitAfterNft     []float64 // the same after one nftables change, sockets left open
+	exitHandOff      []float64 // the same, the sockets handed to a detached child first
 	execTrue         []float64 // fork+exec+wait of /bin/true
 	execPlugin       []float64 // knit-plugin VERSION: the Go plugin's start-up
 	execCnitool      []float64 // cnitool with the loopback network: runtime + one plugin
@@ -90,21 +95,23 @@ func (l *lab) measureFloor(knit suite, samples int) (*floorResult, error) {
 	for i := 0; i < samples; i++ {
 		o := nft.Owner{Network: "kbfloor", ContainerID: fmt.Sprintf("c%d", i), IfName: "eth0"}
 		addr := []net.IPNet{{IP: net.IPv4(10, 96, 1, byte(i+2)), Mask: net.CIDRMask(16, 32)}}
-		var dAdd, dDel time.Duration
+		var dAdd, dDel, cAdd, cDel time.Duration
 		err := netns.Do(h.path, func() error {
 			m := nft.NewMasq()
 			start := time.Now()
 			err := m.Add(o, addr)
-			m.Close()
 			dAdd = time.Since(start)
+			m.Close()
+			cAdd = time.Since(start) - dAdd
 			if err != nil {
 				return err
 			}
 			m = nft.NewMasq()
 			start = time.Now()
 			err = m.Del(o, addr)
-			m.Close()
 			dDel = time.Since(start)
+			m.Close()
+			cDel = time.Since(start) - dDel
 			return err
 		})
 		if err != nil {
@@ -112,6 +119,25 @@ func (l *lab) measureFloor(knit suite, samples int) (*floorResult, error) {
 		}
 		fr.masqAdd = append(fr.masqAdd, ms(dAdd))
 		fr.masqDel = append(fr.masqDel, ms(dDel))
+		fr.masqAddClose = append(fr.masqAddClose, ms(cAdd))
+		fr.masqDelClose = append(fr.masqDelClose, ms(cDel))
+	}
+
+	for i := 0; i < samples; i++ {
+		a, err := h.exitWait("plain")
+		if err != nil {
+			return nil, err
+		}
+		b, err := h.exitWait("nft")
+		if err != nil {
+			return nil, err
+		}
+		c, err := h.exitWait("nft-handoff")
+		if err != nil {
+			return nil, err
+		}
+		fr.exitPlain, fr.exitAfterNft = append(fr.exitPlain, a), append(fr.exitAfterNft, b)
+		fr.exitHandOff = append(fr.exitHandOff, c)
 	}
 
 	lo := networkByKey("lo")

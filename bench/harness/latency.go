@@ -115,10 +115,9 @@ type scalePoint struct {
 // between suites. At each level it times samples ADDs then their DELs.
 func (l *lab) measureScale(ss []suite, n network, levels []int, samples, workers int) (map[string][]scalePoint, error) {
 	type state struct {
-		s     suite
-		h     *host
-		cs    []*container
-		start time.Time
+		s  suite
+		h  *host
+		cs []*container
 	}
 	var sts []*state
 	defer func() {

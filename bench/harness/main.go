@@ -52,6 +52,9 @@ var (
 )
 
 func main() {
+	if mode := os.Getenv(exitChildEnv); mode != "" {
+		exitChild(mode)
+	}
 	flag.Parse()
 	if os.Getenv(innerEnv) == "" {
 		os.Exit(reexec())

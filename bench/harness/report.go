@@ -32,15 +32,6 @@ type results struct {
 	targetVerdicts []string
 }
 
-func (r *results) has(s string) bool {
-	for _, x := range r.suites {
-		if x.name == s {
-			return true
-		}
-	}
-	return false
-}
-
 func machine() string {
 	kernel, _ := exec.Command("uname", "-r").Output()
 	model := "?"
@@ -177,7 +168,12 @@ func (r *results) markdown(plotName string) string {
 		p("| in-process netlink, bridge ADD's link work (veth into the container, port on the bridge, address, default route) | %s |\n", cell(f.linkAdd, 2))
 		p("| in-process netlink, delete the container's veth (the kernel's veth teardown) | %s |\n", cell(f.linkDel, 2))
 		p("| in-process knit nftables masquerade, add one address (fresh sockets, as a plugin exec) | %s |\n", cell(f.masqAdd, 2))
+		p("| … then closing its nftables sockets (the kernel waits for an RCU grace period) | %s |\n", cell(f.masqAddClose, 2))
 		p("| in-process knit nftables masquerade, delete one address | %s |\n", cell(f.masqDel, 2))
+		p("| … then closing its nftables sockets | %s |\n", cell(f.masqDelClose, 2))
+		p("| a Go process's exit: from its last output to being reaped | %s |\n", cell(f.exitPlain, 2))
+		p("| the same after one nftables change with the sockets left open (as a plugin exits) | %s |\n", cell(f.exitAfterNft, 2))
+		p("| the same with the sockets handed to a detached child before exiting (prototype fix) | %s |\n", cell(f.exitHandOff, 2))
 		p("| fork + exec + wait of /bin/true | %s |\n", cell(f.execTrue, 2))
 		p("| exec of knit-plugin (VERSION): a Go plugin's start-up | %s |\n", cell(f.execPlugin, 2))
 		p("| cnitool ADD of the loopback-only network with knit (runtime + one plugin exec) | %s |\n\n", cell(f.execCnitool, 2))
