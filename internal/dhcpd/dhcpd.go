@@ -203,6 +203,11 @@ func (d *Daemon) Allocate(ctx context.Context, req api.Lease) (*cni.Result, erro
 	if req.ContainerID == "" || req.Network == "" || req.IfName == "" || req.Netns == "" {
 		return nil, cni.Errorf(cni.ErrInvalidNetworkConfig, "dhcp: a lease needs a container ID, network name, interface name and netns path (got %+v)", req.Key)
 	}
+	for _, c := range req.Request {
+		if c < 1 || c > 254 {
+			return nil, cni.Errorf(cni.ErrInvalidNetworkConfig, "dhcp: requested option %d is not a DHCP option code (1-254)", c)
+		}
+	}
 	km := d.keyLock(req.Key)
 	km.Lock()
 	defer km.Unlock()

@@ -67,7 +67,7 @@ func modifiers(l *api.Lease) []dhcpv4.Modifier {
 		req = append(req, defaultRequest...)
 	}
 	for _, c := range l.Request {
-		req = append(req, dhcpv4.GenericOptionCode(c))
+		req = append(req, dhcpv4.GenericOptionCode(uint8(c)))
 	}
 	if len(req) > 0 {
 		mods = append(mods, dhcpv4.WithRequestedOptions(req...))

@@ -63,7 +63,7 @@ type Lease struct {
 	// and host-name among them when the config sets them).
 	Provide []Option `json:"provide,omitempty"`
 	// Request are the option codes asked for on top of the defaults.
-	Request []uint8 `json:"request,omitempty"`
+	Request []int `json:"request,omitempty"`
 	// SkipDefault leaves out the options the daemon requests by default
 	// beyond what the DHCP library always asks for.
 	SkipDefault bool `json:"skipDefault,omitempty"`

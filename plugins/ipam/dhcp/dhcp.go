@@ -138,7 +138,7 @@ func LoadConfig(req *skel.Request) (*Config, error) {
 		if err != nil {
 			return nil, invalid("ipam.request[%d]: %v", i, err)
 		}
-		cfg.Lease.Request = append(cfg.Lease.Request, code)
+		cfg.Lease.Request = append(cfg.Lease.Request, int(code))
 	}
 	return cfg, nil
 }
