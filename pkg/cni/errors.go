@@ -76,3 +76,34 @@ func Code(err error) uint {
 	}
 	return ErrUnknown
 }
+
+// FirstError reports the errors of a best-effort operation (a DEL or GC that
+// goes on after a step fails): nil when errs holds none, the error itself
+// when it holds one, otherwise the first as an error object (code
+// ErrInternal unless it carries one) with each other's text appended to its
+// details, so the runtime sees every failure under the first one's code.
+// Nil entries are skipped.
+func FirstError(errs ...error) error {
+	var first error
+	var rest []error
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case first == nil:
+			first = err
+		default:
+			rest = append(rest, err)
+		}
+	}
+	if len(rest) == 0 {
+		return first
+	}
+	e := *AsError(first, ErrInternal)
+	for _, o := range rest {
+		if e.Details != "" {
+			e.Details += "; "
+		}
+		e.Details += "also: " + o.Error()
+	}
+	return &e
+}

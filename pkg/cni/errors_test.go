@@ -101,3 +101,30 @@ func TestErrorCodesMatchReference(t *testing.T) {
 		}
 	}
 }
+
+func TestFirstError(t *testing.T) {
+	if err := cni.FirstError(); err != nil {
+		t.Errorf("FirstError() = %v", err)
+	}
+	if err := cni.FirstError(nil, nil); err != nil {
+		t.Errorf("FirstError(nil, nil) = %v", err)
+	}
+	ipam := cni.NewError(cni.ErrTryAgainLater, "ipam busy", "lock held")
+	if err := cni.FirstError(nil, ipam); err != ipam {
+		t.Errorf("one error: %v, want it unchanged", err)
+	}
+	link := errors.New("cannot delete eth0")
+	masq := cni.NewError(cni.ErrInternal, "cannot remove masquerading", "")
+	err := cni.FirstError(ipam, nil, link, masq)
+	e, ok := err.(*cni.Error)
+	if !ok || e.Code != cni.ErrTryAgainLater || e.Msg != "ipam busy" ||
+		e.Details != "lock held; also: cannot delete eth0; also: cannot remove masquerading" {
+		t.Errorf("three errors: %#v", err)
+	}
+	if ipam.Details != "lock held" {
+		t.Errorf("the first error was modified: %+v", ipam)
+	}
+	if e := cni.AsError(cni.FirstError(link, masq), 0); e.Code != cni.ErrInternal || e.Msg != "cannot delete eth0" || e.Details != "also: cannot remove masquerading" {
+		t.Errorf("plain first error: %+v", e)
+	}
+}

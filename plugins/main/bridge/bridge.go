@@ -425,25 +425,7 @@ func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 			errs = append([]error{err}, errs...)
 		}
 	}
-	return firstErr(errs)
-}
-
-// firstErr returns the first error, carrying the others in its details.
-func firstErr(errs []error) error {
-	if len(errs) == 0 {
-		return nil
-	}
-	if len(errs) == 1 {
-		return errs[0]
-	}
-	e := *cni.AsError(errs[0], cni.ErrInternal)
-	for _, o := range errs[1:] {
-		if e.Details != "" {
-			e.Details += "; "
-		}
-		e.Details += "also: " + o.Error()
-	}
-	return &e
+	return cni.FirstError(errs...)
 }
 
 // Status reports whether the IPAM plugin can serve ADD.
@@ -483,5 +465,5 @@ func (Plugin) GC(ctx context.Context, req *skel.Request) error {
 	if err := spoofGC(req.NetConf.Name, keep); err != nil {
 		errs = append(errs, err)
 	}
-	return firstErr(errs)
+	return cni.FirstError(errs...)
 }

@@ -297,21 +297,21 @@ func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 	}
 	if conf.usesPCI() {
 		if dpdk, _, err := isDPDK(conf.PCIBusID); err == nil && dpdk {
-			return firstErr(errs)
+			return cni.FirstError(errs...)
 		}
 	}
 	st := store{dir: conf.DataDir}
 	rec, err := st.load(req.NetConf.Name, req.ContainerID, req.IfName)
 	if err != nil {
-		return firstErr(append(errs, cni.NewError(cni.ErrIOFailure, "cannot read the host state of "+req.IfName, err.Error())))
+		return cni.FirstError(append(errs, cni.NewError(cni.ErrIOFailure, "cannot read the host state of "+req.IfName, err.Error()))...)
 	}
 	if err := release(req.Netns, req.IfName, rec); err != nil {
-		return firstErr(append(errs, cni.NewError(cni.ErrInternal, "cannot return "+req.IfName+" to the host", err.Error())))
+		return cni.FirstError(append(errs, cni.NewError(cni.ErrInternal, "cannot return "+req.IfName+" to the host", err.Error()))...)
 	}
 	if err := st.remove(req.NetConf.Name, req.ContainerID, req.IfName); err != nil {
 		errs = append(errs, cni.NewError(cni.ErrIOFailure, "cannot remove the host state of "+req.IfName, err.Error()))
 	}
-	return firstErr(errs)
+	return cni.FirstError(errs...)
 }
 
 // release gives the device of one attachment back to the host: from the
@@ -415,7 +415,7 @@ func (Plugin) GC(ctx context.Context, req *skel.Request) error {
 	st := store{dir: conf.DataDir}
 	recs, err := st.list(req.NetConf.Name)
 	if err != nil {
-		return firstErr(append(errs, cni.NewError(cni.ErrIOFailure, "cannot list host-device state", err.Error())))
+		return cni.FirstError(append(errs, cni.NewError(cni.ErrIOFailure, "cannot list host-device state", err.Error()))...)
 	}
 	for _, rec := range recs {
 		if keep[[2]string{rec.ContainerID, rec.IfName}] {
@@ -429,20 +429,5 @@ func (Plugin) GC(ctx context.Context, req *skel.Request) error {
 			errs = append(errs, cni.NewError(cni.ErrIOFailure, "cannot remove host-device state", err.Error()))
 		}
 	}
-	return firstErr(errs)
-}
-
-// firstErr returns the first error, carrying the others in its details.
-func firstErr(errs []error) error {
-	if len(errs) == 0 {
-		return nil
-	}
-	e := *cni.AsError(errs[0], cni.ErrInternal)
-	for _, o := range errs[1:] {
-		if e.Details != "" {
-			e.Details += "; "
-		}
-		e.Details += "also: " + o.Error()
-	}
-	return &e
+	return cni.FirstError(errs...)
 }

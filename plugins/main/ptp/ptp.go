@@ -266,22 +266,7 @@ func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 	if err := <-ipamErr; err != nil {
 		errs = append([]error{err}, errs...)
 	}
-	return joinErrs(errs)
-}
-
-// joinErrs returns the first error, carrying the others in its details.
-func joinErrs(errs []error) error {
-	if len(errs) == 0 {
-		return nil
-	}
-	e := *cni.AsError(errs[0], cni.ErrInternal)
-	for _, o := range errs[1:] {
-		if e.Details != "" {
-			e.Details += "; "
-		}
-		e.Details += "also: " + o.Error()
-	}
-	return &e
+	return cni.FirstError(errs...)
 }
 
 // Status reports whether the IPAM plugin can serve ADD.
@@ -311,7 +296,7 @@ func (Plugin) GC(ctx context.Context, req *skel.Request) error {
 	if err := nft.NewMasq().GC(req.NetConf.Name, keep); err != nil {
 		errs = append(errs, cni.NewError(cni.ErrInternal, "masquerade GC failed", err.Error()))
 	}
-	return joinErrs(errs)
+	return cni.FirstError(errs...)
 }
 
 // Check verifies the attachment in prevResult is intact.

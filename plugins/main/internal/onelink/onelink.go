@@ -273,7 +273,7 @@ func Del(ctx context.Context, req *skel.Request) error {
 			errs = append([]error{err}, errs...)
 		}
 	}
-	return firstErr(errs)
+	return cni.FirstError(errs...)
 }
 
 // Verify checks the container's link is still what ADD made (its kind,
@@ -347,19 +347,4 @@ func GC(ctx context.Context, req *skel.Request) error {
 		return invoke.DelegateGC(ctx, t, req.Config, nil)
 	}
 	return nil
-}
-
-// firstErr returns the first error, carrying the others in its details.
-func firstErr(errs []error) error {
-	if len(errs) == 0 {
-		return nil
-	}
-	e := *cni.AsError(errs[0], cni.ErrInternal)
-	for _, o := range errs[1:] {
-		if e.Details != "" {
-			e.Details += "; "
-		}
-		e.Details += "also: " + o.Error()
-	}
-	return &e
 }
