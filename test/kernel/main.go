@@ -258,7 +258,9 @@ func buildTests(ctx context.Context, root string, pkgs []string, dir string) ([]
 			continue
 		}
 		bin := filepath.Join(dir, strings.ReplaceAll(rel, "/", "_")+".test")
-		cmd := exec.CommandContext(ctx, "go", "test", "-c", "-o", bin, "./"+rel)
+		// Stripped (stack traces keep file:line): the binaries dominate the
+		// initramfs, and its size dominates boot time under emulation.
+		cmd := exec.CommandContext(ctx, "go", "test", "-c", "-ldflags=-s -w", "-o", bin, "./"+rel)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if b, err := cmd.CombinedOutput(); err != nil {

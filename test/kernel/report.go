@@ -83,14 +83,14 @@ type verdict struct {
 	Passed, Failed, Skipped int      // top-level tests
 	Problems                []string // harness-level failures, each counted as one failure
 	Executed                map[string][]string
-	RequiredBy              map[string]string // pattern → "pkg TestName"
+	RequiredBy              map[string][]string // pattern → "pkg TestName" of each test that ran
 }
 
 // check applies the harness's rules to a parsed boot: every package ran to
 // its end marker with rc 0, no test failed, the final marker is there, and
 // every required pattern matched a test that ran.
 func check(g *guestReport, wantPkgs []string, required []string) *verdict {
-	v := &verdict{Executed: map[string][]string{}, RequiredBy: map[string]string{}}
+	v := &verdict{Executed: map[string][]string{}, RequiredBy: map[string][]string{}}
 	res := make([]*regexp.Regexp, len(required))
 	for i, pat := range required {
 		res[i] = regexp.MustCompile(pat) // validated by main
@@ -119,8 +119,8 @@ func check(g *guestReport, wantPkgs []string, required []string) *verdict {
 					v.Executed[p.Package] = append(v.Executed[p.Package], r.Name)
 				}
 				for i, pat := range required {
-					if _, done := v.RequiredBy[pat]; !done && res[i].MatchString(r.Name) {
-						v.RequiredBy[pat] = p.Package + " " + r.Name
+					if res[i].MatchString(r.Name) {
+						v.RequiredBy[pat] = append(v.RequiredBy[pat], p.Package+" "+r.Name)
 					}
 				}
 			}
@@ -185,7 +185,7 @@ func (v *verdict) print(w io.Writer, g *guestReport, label string, required []st
 	}
 	for _, pat := range required {
 		if by, ok := v.RequiredBy[pat]; ok {
-			fmt.Fprintf(w, "required [%s] %s: ran %s\n", label, pat, by)
+			fmt.Fprintf(w, "required [%s] %s: ran %d: %s\n", label, pat, len(by), strings.Join(by, ", "))
 		}
 	}
 	for _, pr := range v.Problems {
