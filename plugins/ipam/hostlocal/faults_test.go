@@ -19,10 +19,14 @@ import (
 	"github.com/knit-cni/knit/pkg/cni"
 )
 
+// childBin is the binary child runs as the plugin: this test binary, or
+// for the churn under -race a build of it without the race detector.
+var childBin = os.Args[0]
+
 // child runs this test binary as the plugin without touching t (safe from
 // any goroutine). extraEnv adds variables.
 func child(ctx context.Context, c call, extraEnv ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, os.Args[0])
+	cmd := exec.CommandContext(ctx, childBin)
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin", asPluginEnv + "=1", "GORACE=atexit_sleep_ms=0"}, extraEnv...)
 	for k, v := range envFor(c) {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -225,6 +229,16 @@ func TestChurn(t *testing.T) {
 		total = 500
 	}
 	const workers, hold = 8, 12
+	if raceEnabled {
+		// The workers are separate processes: the race detector has nothing
+		// to find across them and would only slow them down.
+		bin := filepath.Join(t.TempDir(), "hostlocal.test")
+		if out, err := exec.Command("go", "test", "-c", "-o", bin, ".").CombinedOutput(); err != nil {
+			t.Fatalf("building the plugin without -race: %v\n%s", err, out)
+		}
+		childBin = bin
+		t.Cleanup(func() { childBin = os.Args[0] })
+	}
 	dir := t.TempDir()
 	conf := netConf("1.1.0", dir, `"ranges":[[{"subnet":"10.45.0.0/24"}]]`)
 	var (

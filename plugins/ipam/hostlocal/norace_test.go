@@ -1,0 +1,5 @@
+//go:build !race
+
+package hostlocal
+
+const raceEnabled = false
