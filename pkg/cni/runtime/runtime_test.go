@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -574,18 +575,53 @@ func TestSerialisation(t *testing.T) {
 	}
 	// GC waits for a running ADD.
 	slow := mkList(t, nil, l.plugin("fake-a", map[string]fakeAction{"ADD": {SleepMS: 400}}, nil))
-	done := make(chan time.Time, 1)
+	addErr := make(chan error, 1)
 	go func() {
-		c.AddNetworkList(ctx, slow, &RuntimeConf{ContainerID: "g", IfName: "eth0"})
-		done <- time.Now()
+		_, err := c.AddNetworkList(ctx, slow, &RuntimeConf{ContainerID: "g", IfName: "eth0"})
+		addErr <- err
 	}()
-	time.Sleep(100 * time.Millisecond)
+	waitLockHeld(t, filepath.Join(l.cacheDir, lockDirName, "gc"), addErr)
 	if err := c.GCNetworkList(ctx, slow, &GCArgs{ValidAttachments: []cni.GCAttachment{{ContainerID: "g", IfName: "eth0"}}}); err != nil {
 		t.Fatal(err)
 	}
-	gcEnd := time.Now()
-	addEnd := <-done
-	if gcEnd.Before(addEnd) {
-		t.Errorf("GC finished before the running ADD")
+	if err := <-addErr; err != nil {
+		t.Fatal(err)
+	}
+	// The plugins' own clocks: GC's plugin started only after ADD's ended.
+	var add, gc *record
+	for _, r := range l.records() {
+		switch r.Command {
+		case "ADD":
+			add = &r
+		case "GC":
+			gc = &r
+		}
+	}
+	if add == nil || gc == nil {
+		t.Fatalf("records lack ADD or GC: %+v %+v", add, gc)
+	}
+	if gc.Start.Before(add.End) {
+		t.Errorf("GC's plugin started at %s, before the running ADD ended at %s", gc.Start, add.End)
+	}
+}
+
+// waitLockHeld returns once someone holds the flock on path, which it
+// learns by failing to take it exclusively; it fails the test should op
+// finish first.
+func waitLockHeld(t *testing.T, path string, op <-chan error) {
+	t.Helper()
+	for {
+		if f, err := os.Open(path); err == nil {
+			err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return
+			}
+		}
+		select {
+		case err := <-op:
+			t.Fatalf("the operation ended (%v) before it was seen holding %s", err, path)
+		case <-time.After(time.Millisecond):
+		}
 	}
 }
