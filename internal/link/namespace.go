@@ -11,7 +11,6 @@ package link
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/knit-cni/knit/internal/netns"
 	"github.com/vishvananda/netlink"
@@ -47,21 +46,9 @@ func Current() (*Namespace, error) {
 // error for which netns.IsNotExist is true; a path that is not a network
 // namespace is refused.
 func Open(path string) (*Namespace, error) {
-	fd, err := vnetns.GetFromPath(path)
+	fd, err := netns.Open(path)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, &netns.NotExistError{Path: path}
-		}
-		return nil, fmt.Errorf("opening network namespace %q: %w", path, err)
-	}
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(int(fd), &st); err != nil {
-		fd.Close()
-		return nil, fmt.Errorf("checking network namespace %q: %w", path, err)
-	}
-	if st.Type != unix.NSFS_MAGIC && st.Type != unix.PROC_SUPER_MAGIC {
-		fd.Close()
-		return nil, &netns.NotNSError{Path: path}
+		return nil, err
 	}
 	h, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
 	if err != nil {

@@ -41,8 +41,10 @@ func (e *NotNSError) Error() string {
 	return fmt.Sprintf("%q is not a network namespace (expected a file under /run/netns or /proc/PID/ns/net)", e.Path)
 }
 
-// open returns a handle on the namespace at path, checking it is one.
-func open(path string) (vnetns.NsHandle, error) {
+// Open returns a handle on the namespace at path, checking it is one: a
+// missing path gives a NotExistError, a file that is no network namespace a
+// NotNSError. The caller closes the handle.
+func Open(path string) (vnetns.NsHandle, error) {
 	h, err := vnetns.GetFromPath(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -64,7 +66,7 @@ func open(path string) (vnetns.NsHandle, error) {
 
 // Check returns nil when path is an existing network namespace.
 func Check(path string) error {
-	h, err := open(path)
+	h, err := Open(path)
 	if err != nil {
 		return err
 	}
@@ -76,7 +78,7 @@ func Check(path string) error {
 // back, it stays locked so the Go runtime discards it instead of reusing a
 // thread in the wrong namespace.
 func Do(path string, fn func() error) error {
-	target, err := open(path)
+	target, err := Open(path)
 	if err != nil {
 		return err
 	}
@@ -112,7 +114,7 @@ func doHandle(target vnetns.NsHandle, fn func() error) error {
 
 // SameAsCurrent reports whether path is the namespace the process runs in.
 func SameAsCurrent(path string) (bool, error) {
-	target, err := open(path)
+	target, err := Open(path)
 	if err != nil {
 		return false, err
 	}
