@@ -11,21 +11,19 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/knit-cni/knit/internal/nstest"
+	"github.com/knit-cni/knit/internal/plugintest"
 	"github.com/knit-cni/knit/pkg/cni"
 	"github.com/vishvananda/netlink"
 )
 
-// Lab is one test's namespaces and plugin directory.
+// Lab is one test's namespaces and plugin directory: the shared
+// plugintest.Lab (host namespace, plugins, IPAM data dir, Reservations)
+// with a switch for uplinks and calls that take CNI_ARGS and other types.
 type Lab struct {
-	T       *testing.T
-	Host    string // the "host" namespace plugins run in
-	Plugins string // CNI_PATH with every knit plugin
-	DataDir string // host-local's dataDir for this test
-	Type    string // the plugin type under test
+	*plugintest.Lab
 
 	sw    string // the "switch" namespace, made on first Uplink
 	ports int    // switch ports made so far
@@ -34,8 +32,7 @@ type Lab struct {
 // New makes a lab for the plugin type typ.
 func New(t *testing.T, typ string) *Lab {
 	t.Helper()
-	nstest.RequireRoot(t)
-	return &Lab{T: t, Host: nstest.New(t, "lh"), Plugins: nstest.Plugins(t), DataDir: t.TempDir(), Type: typ}
+	return &Lab{Lab: plugintest.NewLab(t, typ, "lh")}
 }
 
 // Container makes a container namespace and returns its path.
@@ -218,28 +215,6 @@ func (l *Lab) typ(c Call) string {
 		return c.Type
 	}
 	return l.Type
-}
-
-// Reservations lists the IPs host-local holds for network in the lab's
-// dataDir.
-func (l *Lab) Reservations(network string) []string {
-	l.T.Helper()
-	ents, err := os.ReadDir(filepath.Join(l.DataDir, network))
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		l.T.Fatal(err)
-	}
-	var out []string
-	for _, e := range ents {
-		n := e.Name()
-		if n == "lock" || len(n) > 17 && n[:17] == "last_reserved_ip." {
-			continue
-		}
-		out = append(out, n)
-	}
-	return out
 }
 
 // Links lists the names of the links in the namespace.
