@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/knit-cni/knit/internal/link"
-	"github.com/knit-cni/knit/internal/netns"
 	"github.com/knit-cni/knit/internal/sysctl"
 	"github.com/knit-cni/knit/pkg/cni"
 	"github.com/vishvananda/netlink"
@@ -119,7 +118,7 @@ func Configure(ns *link.Namespace, l netlink.Link, res *cni.Result, opt Options)
 		}
 	}
 	if len(settings) > 0 {
-		if err := inNS(ns, func() error { return sysctl.Apply(settings...) }); err != nil {
+		if err := ns.Do(func() error { return sysctl.Apply(settings...) }); err != nil {
 			return fmt.Errorf("configuring %s: %w", name, err)
 		}
 	}
@@ -199,14 +198,6 @@ func toNetlink(rt *cni.Route, idx int, v4gw, v6gw net.IP) netlink.Route {
 		r.Scope = netlink.Scope(*rt.Scope)
 	}
 	return r
-}
-
-// inNS runs fn with the thread in ns (or directly for the current one).
-func inNS(ns *link.Namespace, fn func() error) error {
-	if ns.Path == "" {
-		return fn()
-	}
-	return netns.Do(ns.Path, fn)
 }
 
 // WaitDAD waits until no IPv6 address on l is tentative, failing at once if

@@ -10,6 +10,7 @@ import (
 	"github.com/knit-cni/knit/internal/netns"
 	"github.com/knit-cni/knit/internal/nstest"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 func openPair(t *testing.T) (host, cont *Namespace) {
@@ -32,6 +33,36 @@ func TestOpenMissingNamespace(t *testing.T) {
 	_, err := Open("/run/netns/knit-no-such-namespace")
 	if !netns.IsNotExist(err) {
 		t.Fatalf("Open(missing) = %v; want a not-exist error", err)
+	}
+}
+
+// Namespace.Do runs in the namespace itself, and inline for the current one.
+func TestNamespaceDo(t *testing.T) {
+	inode := func(path string) uint64 {
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	threadNS := func(ns *Namespace) uint64 {
+		var ino uint64
+		if err := ns.Do(func() error { ino = inode("/proc/thread-self/ns/net"); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return ino
+	}
+	_, cont := openPair(t)
+	if got, want := threadNS(cont), inode(cont.Path); got != want {
+		t.Errorf("Do ran in namespace inode %d; want %s's %d", got, cont.Path, want)
+	}
+	own, err := Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	if got, want := threadNS(own), inode("/proc/self/ns/net"); got != want {
+		t.Errorf("Current().Do ran in namespace inode %d; want the process's %d", got, want)
 	}
 }
 

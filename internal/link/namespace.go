@@ -64,6 +64,16 @@ func (n *Namespace) Fd() int { return int(n.fd) }
 // NsHandle returns the namespace handle, e.g. for netlink subscriptions.
 func (n *Namespace) NsHandle() vnetns.NsHandle { return n.fd }
 
+// Do runs fn with the calling goroutine's OS thread in the namespace (see
+// netns.Do), for what netlink cannot do from outside, such as /proc/sys
+// writes; in the plugin's own namespace it just calls fn.
+func (n *Namespace) Do(fn func() error) error {
+	if n.Path == "" {
+		return fn()
+	}
+	return netns.DoHandle(n.fd, fn)
+}
+
 // Close releases the handle and the descriptor.
 func (n *Namespace) Close() {
 	if n == nil {

@@ -8,7 +8,6 @@ import (
 	"syscall"
 	"unsafe"
 
-	"github.com/knit-cni/knit/internal/netns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
@@ -56,14 +55,7 @@ func CreateTap(ns *Namespace, t Tap) (netlink.Link, error) {
 	if _, err := ns.Handle.LinkByName(t.Name); err == nil {
 		return nil, &ExistsError{Name: t.Name, Path: ns.Path}
 	}
-	create := func() error { return tunCreate(t) }
-	var err error
-	if ns.Path == "" {
-		err = create()
-	} else {
-		err = netns.Do(ns.Path, create)
-	}
-	if err != nil {
+	if err := ns.Do(func() error { return tunCreate(t) }); err != nil {
 		return nil, err
 	}
 	l, err := ns.Handle.LinkByName(t.Name)
@@ -164,13 +156,7 @@ func DescribeTap(ns *Namespace, l netlink.Link) (TapInfo, error) {
 		info.Owner, info.Group, err = tunOwner(l.Attrs().Index)
 		return err
 	}
-	var err error
-	if ns.Path == "" {
-		err = query()
-	} else {
-		err = netns.Do(ns.Path, query)
-	}
-	if err != nil {
+	if err := ns.Do(query); err != nil {
 		return TapInfo{}, fmt.Errorf("reading the owner of tap %s: %w", l.Attrs().Name, err)
 	}
 	return info, nil

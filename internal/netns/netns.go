@@ -83,10 +83,12 @@ func Do(path string, fn func() error) error {
 		return err
 	}
 	defer target.Close()
-	return doHandle(target, fn)
+	return DoHandle(target, fn)
 }
 
-func doHandle(target vnetns.NsHandle, fn func() error) error {
+// DoHandle is Do for a namespace already open (see Open), saving the
+// re-open and check of its path.
+func DoHandle(target vnetns.NsHandle, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
