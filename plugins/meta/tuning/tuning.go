@@ -99,7 +99,7 @@ func (Plugin) Add(ctx context.Context, req *skel.Request) (_ *cni.Result, retErr
 		rec = &saved{}
 	}
 	rec.Network = conf.Name
-	if err := netns.Do(req.Netns, func() error {
+	if err := inNS(cont, conf.sysctls, func() error {
 		for _, s := range conf.sysctls {
 			cur, err := sysctl.Get(s.Key)
 			if err != nil {
@@ -142,14 +142,14 @@ func (Plugin) Add(ctx context.Context, req *skel.Request) (_ *cni.Result, retErr
 	}
 	defer func() {
 		if retErr != nil {
-			_ = restore(cont, req.Netns, req.IfName, rec)
+			_ = restore(cont, req.IfName, rec)
 			if created {
 				os.Remove(file)
 			}
 		}
 	}()
 
-	if err := netns.Do(req.Netns, func() error {
+	if err := inNS(cont, conf.sysctls, func() error {
 		for _, s := range conf.sysctls {
 			if _, err := sysctl.Set(s.Key, s.Value); err != nil {
 				return cni.NewError(cni.ErrInternal, fmt.Sprintf("cannot set sysctl %s=%s", s.Given, s.Value), err.Error())
@@ -173,6 +173,15 @@ func (Plugin) Add(ctx context.Context, req *skel.Request) (_ *cni.Result, retErr
 }
 
 func boolPtr(b bool) *bool { return &b }
+
+// inNS runs fn in the container's namespace when there are sysctls to
+// read or write: without any, no thread needs to switch.
+func inNS(cont *link.Namespace, sysctls []setting, fn func() error) error {
+	if len(sysctls) == 0 {
+		return nil
+	}
+	return cont.Do(fn)
+}
 
 func promiscWanted(c *Config) *bool {
 	if c.Promisc {
@@ -226,7 +235,7 @@ func apply(ns *link.Namespace, l netlink.Link, v linkValues) error {
 
 // restore puts back everything rec saved. Sysctls that no longer exist
 // (the interface went away) are skipped.
-func restore(cont *link.Namespace, nsPath, ifname string, rec *saved) error {
+func restore(cont *link.Namespace, ifname string, rec *saved) error {
 	var errs []error
 	if l, err := cont.Handle.LinkByName(ifname); err == nil {
 		v := linkValues{mtu: rec.Mtu, promisc: rec.Promisc, allmulti: rec.Allmulti, txQLen: rec.TxQLen}
@@ -244,7 +253,7 @@ func restore(cont *link.Namespace, nsPath, ifname string, rec *saved) error {
 		errs = append(errs, err)
 	}
 	if len(rec.Sysctl) > 0 {
-		err := netns.Do(nsPath, func() error {
+		err := cont.Do(func() error {
 			var serrs []error
 			for k, v := range rec.Sysctl {
 				if _, err := sysctl.Set(k, v); err != nil && !sysctl.IsNotExist(err) {
@@ -253,7 +262,7 @@ func restore(cont *link.Namespace, nsPath, ifname string, rec *saved) error {
 			}
 			return errors.Join(serrs...)
 		})
-		if err != nil && !netns.IsNotExist(err) {
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -280,7 +289,7 @@ func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 		cont, err := link.Open(req.Netns)
 		switch {
 		case err == nil:
-			rerr := restore(cont, req.Netns, req.IfName, rec)
+			rerr := restore(cont, req.IfName, rec)
 			cont.Close()
 			if rerr != nil {
 				return cni.NewError(cni.ErrInternal, "cannot restore the original values of "+req.IfName,
@@ -314,7 +323,7 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 		return err
 	}
 	defer cont.Close()
-	if err := netns.Do(req.Netns, func() error {
+	if err := inNS(cont, conf.sysctls, func() error {
 		for _, s := range conf.sysctls {
 			cur, err := sysctl.Get(s.Key)
 			if err != nil {
