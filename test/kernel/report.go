@@ -185,7 +185,14 @@ func (v *verdict) print(w io.Writer, g *guestReport, label string, required []st
 	}
 	for _, pat := range required {
 		if by, ok := v.RequiredBy[pat]; ok {
-			fmt.Fprintf(w, "required [%s] %s: ran %d: %s\n", label, pat, len(by), strings.Join(by, ", "))
+			// Top-level tests by name; subtests only counted.
+			var top []string
+			for _, b := range by {
+				if _, name, _ := strings.Cut(b, " "); !strings.Contains(name, "/") {
+					top = append(top, b)
+				}
+			}
+			fmt.Fprintf(w, "required [%s] %s: ran %d (+%d subtests): %s\n", label, pat, len(top), len(by)-len(top), strings.Join(top, ", "))
 		}
 	}
 	for _, pr := range v.Problems {
