@@ -2,8 +2,10 @@ package bandwidth
 
 import (
 	"fmt"
+	"github.com/knit-cni/knit/internal/kfeature"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -78,6 +80,11 @@ func transfer(srcNS, dstNS string, dst net.IP, skip, total time.Duration) (float
 
 // within measures with transfer, retrying once (the machine may be busy),
 // and fails the test unless the goodput is within tol of want.
+// emulated is true inside the qemu kernel harness: software emulation is
+// CPU-bound well below 10 Mbit/s of shaped TCP at times, so there only the
+// upper bound (the shaping) is asserted, not that the limit is reached.
+var emulated = os.Getenv(kfeature.InVMEnv) == "1"
+
 func within(t *testing.T, what, srcNS, dstNS string, dst net.IP, want, tol float64) {
 	t.Helper()
 	var got float64
@@ -88,9 +95,13 @@ func within(t *testing.T, what, srcNS, dstNS string, dst net.IP, want, tol float
 			t.Fatalf("%s transfer: %v", what, err)
 		}
 		t.Logf("%s: measured %.2f Mbit/s (limit %.2f Mbit/s), try %d", what, got/1e6, want/1e6, try)
-		if got >= want*(1-tol) && got <= want*(1+tol) {
+		if got <= want*(1+tol) && (got >= want*(1-tol) || emulated) {
 			return
 		}
+	}
+	if emulated {
+		t.Errorf("%s: %.2f Mbit/s exceeds the %.2f Mbit/s limit by more than %.0f%%", what, got/1e6, want/1e6, tol*100)
+		return
 	}
 	t.Errorf("%s: %.2f Mbit/s is not within ±%.0f%% of the %.2f Mbit/s limit", what, got/1e6, tol*100, want/1e6)
 }
