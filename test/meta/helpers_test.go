@@ -61,7 +61,7 @@ func newLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	for _, side := range []struct {
-		h         *netlink.Handle
+		h          *netlink.Handle
 		name, cidr string
 	}{{hh, "up0", hostAddr + "/24"}, {ch, "eth0", "192.168.90.2/24"}, {hh, "lo", "127.0.0.1/8"}, {ch, "lo", "127.0.0.1/8"}} {
 		lk, err := side.h.LinkByName(side.name)

@@ -135,7 +135,9 @@ func TestGCRemovesStaleEntries(t *testing.T) {
 	if len(entries) != 1 || entries[0].Owner.ContainerID != containerID(c1) || entries[0].Mapping.HostPort != 7001 {
 		t.Fatalf("port mappings after GC: %+v, want only c1's 7001", entries)
 	}
-	o := func(ns string) nft.Owner { return nft.Owner{Network: name, ContainerID: containerID(ns), IfName: "eth0"} }
+	o := func(ns string) nft.Owner {
+		return nft.Owner{Network: name, ContainerID: containerID(ns), IfName: "eth0"}
+	}
 	fw := nft.NewFirewall(opts...)
 	if err := fw.Check(o(c1), []net.IPNet{{IP: ip1, Mask: net.CIDRMask(24, 32)}}, ""); err != nil {
 		t.Errorf("valid attachment's firewall entry after GC: %v", err)
