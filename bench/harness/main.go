@@ -152,6 +152,16 @@ func run() error {
 			logf("footprint %-5s bridge ADD peak RSS %.1f MiB, size %.1f MiB", s.name, x.bridgeAdd/1024, float64(five)/(1<<20))
 		}
 	}
+	// After each part the results so far are written, so an interrupted
+	// run still leaves its figures.
+	checkpoint := func() error {
+		r.end, r.loadEnd = time.Now(), loadavg()
+		r.targetVerdicts = r.verdicts()
+		return r.write(*outDir, false)
+	}
+	if err := checkpoint(); err != nil {
+		return err
+	}
 	if want["floor"] {
 		if r.floor, err = l.measureFloor(ss[0], *samples); err != nil {
 			return err
@@ -159,10 +169,16 @@ func run() error {
 		logf("floor: link ADD %.2f ms, link DEL %.2f ms, masq %.2f/%.2f ms, exec %.2f ms, plugin exec %.2f ms",
 			median(r.floor.linkAdd), median(r.floor.linkDel), median(r.floor.masqAdd), median(r.floor.masqDel), median(r.floor.execTrue), median(r.floor.execPlugin))
 	}
+	if err := checkpoint(); err != nil {
+		return err
+	}
 	if want["single"] {
 		if r.single, err = l.measureSingle(ss, networks, *samples, *reps); err != nil {
 			return err
 		}
+	}
+	if err := checkpoint(); err != nil {
+		return err
 	}
 	if want["burst"] {
 		r.burstNets = []network{networkByKey("bridge"), networkByKey("portmap")}
@@ -170,6 +186,9 @@ func run() error {
 		if r.bursts, err = l.measureBursts(ss, r.burstNets, *burstN, r.burstWorkers, *burstReps); err != nil {
 			return err
 		}
+	}
+	if err := checkpoint(); err != nil {
+		return err
 	}
 	if want["scale"] {
 		r.scaleNet = networkByKey("portmap")
@@ -180,6 +199,9 @@ func run() error {
 		if r.scale, err = l.measureScale(ss, r.scaleNet, levels, *scaleN, workerPool); err != nil {
 			return err
 		}
+	}
+	if err := checkpoint(); err != nil {
+		return err
 	}
 	if want["dataplane"] {
 		if _, err := exec.LookPath("iperf3"); err != nil {
@@ -192,11 +214,11 @@ func run() error {
 	}
 	r.end, r.loadEnd = time.Now(), loadavg()
 	r.targetVerdicts = r.verdicts()
-	return r.write(*outDir)
+	return r.write(*outDir, true)
 }
 
-// write puts DATE.md and DATE.png into dir.
-func (r *results) write(dir string) error {
+// write puts DATE.md and DATE.png into dir; final also prints the table.
+func (r *results) write(dir string, final bool) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -231,7 +253,9 @@ func (r *results) write(dir string) error {
 	if err := os.WriteFile(path, []byte(md), 0o644); err != nil {
 		return err
 	}
-	fmt.Print(md)
-	logf("wrote %s", path)
+	if final {
+		fmt.Print(md)
+		logf("wrote %s", path)
+	}
 	return nil
 }

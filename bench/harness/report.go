@@ -219,6 +219,7 @@ func (r *results) markdown(plotName string) string {
 		p("\n")
 	}
 	p("Run time %s.\n", r.end.Sub(r.start).Round(time.Second))
+	p("\nReproduce: `sudo make bench` (see the Makefile's bench target; `BENCH_FLAGS=-quick` for a smoke run).\n")
 	return b.String()
 }
 
