@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/knit-cni/knit/internal/link"
 	"github.com/knit-cni/knit/pkg/cni"
 	"github.com/knit-cni/knit/pkg/cni/skel"
 	"github.com/knit-cni/knit/plugins/main/internal/onelink"
@@ -101,30 +100,10 @@ func (Plugin) Add(ctx context.Context, req *skel.Request) (*cni.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := onelink.CheckPolicy(req, onelink.IPAMOrPrevResult, "ipvlan"); err != nil {
-		return nil, err
-	}
-	a, err := onelink.Open(req)
-	if err != nil {
-		return nil, err
-	}
-	defer a.Close()
-	parentNS, master, err := a.Parent(conf.Master, conf.LinkInContainer)
-	if err != nil {
-		return nil, err
-	}
-	if err := onelink.CheckMTU(conf.MTU, master); err != nil {
-		return nil, err
-	}
-	return a.Add(ctx, onelink.Spec{
-		Kind:   "ipvlan",
-		Policy: onelink.IPAMOrPrevResult,
-		Create: func(cont *link.Namespace) (netlink.Link, error) {
-			attrs := netlink.NewLinkAttrs()
-			attrs.MTU = conf.MTU
-			attrs.ParentIndex = master.Attrs().Index
-			return link.CreateChild(parentNS, cont, &netlink.IPVlan{LinkAttrs: attrs, Mode: conf.mode}, req.IfName)
-		},
+	return onelink.AddChild(ctx, req, onelink.Child{
+		Kind: "ipvlan", Policy: onelink.IPAMOrPrevResult,
+		Master: conf.Master, InContainer: conf.LinkInContainer, MTU: conf.MTU,
+		New: func(attrs netlink.LinkAttrs) netlink.Link { return &netlink.IPVlan{LinkAttrs: attrs, Mode: conf.mode} },
 	})
 }
 
@@ -145,19 +124,7 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 	if err != nil {
 		return err
 	}
-	a, err := onelink.Open(req)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	var parentNS *link.Namespace
-	var master netlink.Link
-	if conf.Master != "" {
-		if parentNS, master, err = a.Parent(conf.Master, conf.LinkInContainer); err != nil {
-			return err
-		}
-	}
-	return a.Check(ctx, func(l netlink.Link) error {
+	return onelink.CheckChild(ctx, req, conf.Master, conf.LinkInContainer, false, func(l netlink.Link) error {
 		iv, ok := l.(*netlink.IPVlan)
 		if !ok {
 			return onelink.CheckErr(req.IfName+" is not an ipvlan", "it is a "+l.Type())
@@ -166,10 +133,7 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 			return onelink.CheckErr(fmt.Sprintf("container ipvlan mode %s does not match expected value: %s", ModeName(iv.Mode), ModeName(conf.mode)),
 				"the interface was changed after ADD; DEL and ADD the attachment again")
 		}
-		if master == nil {
-			return nil
-		}
-		return a.CheckParent(l, parentNS, master)
+		return nil
 	})
 }
 

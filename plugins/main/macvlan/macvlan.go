@@ -127,36 +127,21 @@ func (Plugin) Add(ctx context.Context, req *skel.Request) (*cni.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := onelink.Open(req)
-	if err != nil {
-		return nil, err
-	}
-	defer a.Close()
-	parentNS, master, err := a.Parent(conf.Master, conf.LinkInContainer)
-	if err != nil {
-		return nil, err
-	}
-	if err := onelink.CheckMTU(conf.MTU, master); err != nil {
-		return nil, err
-	}
-	return a.Add(ctx, onelink.Spec{
-		Kind:   "macvlan",
-		Policy: onelink.IPAMOptional,
+	return onelink.AddChild(ctx, req, onelink.Child{
+		Kind: "macvlan", Policy: onelink.IPAMOptional,
+		Master: conf.Master, InContainer: conf.LinkInContainer, MTU: conf.MTU,
 		// Tell the neighbours about the new MAC when addresses come up.
 		Sysctls: []sysctl.Setting{
 			{Key: sysctl.IfaceKey("ipv4", "conf", req.IfName, "arp_notify"), Value: "1", Optional: true},
 			{Key: sysctl.IfaceKey("ipv6", "conf", req.IfName, "ndisc_notify"), Value: "1", Optional: true},
 		},
-		Create: func(cont *link.Namespace) (netlink.Link, error) {
-			attrs := netlink.NewLinkAttrs()
-			attrs.MTU = conf.MTU
-			attrs.ParentIndex = master.Attrs().Index
+		New: func(attrs netlink.LinkAttrs) netlink.Link {
 			attrs.HardwareAddr = conf.mac
 			mv := &netlink.Macvlan{LinkAttrs: attrs, Mode: conf.mode}
 			if conf.BCQueueLen != nil {
 				mv.BCQueueLen = uint32(*conf.BCQueueLen)
 			}
-			return link.CreateChild(parentNS, cont, mv, req.IfName)
+			return mv
 		},
 	})
 }
@@ -176,16 +161,7 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 	if err != nil {
 		return err
 	}
-	a, err := onelink.Open(req)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	parentNS, master, err := a.Parent(conf.Master, conf.LinkInContainer)
-	if err != nil {
-		return err
-	}
-	return a.Check(ctx, func(l netlink.Link) error {
+	return onelink.CheckChild(ctx, req, conf.Master, conf.LinkInContainer, true, func(l netlink.Link) error {
 		mv, ok := l.(*netlink.Macvlan)
 		if !ok {
 			return onelink.CheckErr(req.IfName+" is not a macvlan", "it is a "+l.Type())
@@ -194,7 +170,7 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 			return onelink.CheckErr(fmt.Sprintf("container macvlan mode %s does not match expected value: %s", ModeName(mv.Mode), ModeName(conf.mode)),
 				"the interface was changed after ADD; DEL and ADD the attachment again")
 		}
-		return a.CheckParent(l, parentNS, master)
+		return nil
 	})
 }
 

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/knit-cni/knit/internal/link"
 	"github.com/knit-cni/knit/pkg/cni"
 	"github.com/knit-cni/knit/pkg/cni/skel"
 	"github.com/knit-cni/knit/plugins/main/internal/onelink"
@@ -66,29 +65,11 @@ func (Plugin) Add(ctx context.Context, req *skel.Request) (*cni.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := onelink.CheckPolicy(req, onelink.IPAMRequired, "vlan"); err != nil {
-		return nil, err
-	}
-	a, err := onelink.Open(req)
-	if err != nil {
-		return nil, err
-	}
-	defer a.Close()
-	parentNS, master, err := a.Parent(conf.Master, conf.LinkInContainer)
-	if err != nil {
-		return nil, err
-	}
-	if err := onelink.CheckMTU(conf.MTU, master); err != nil {
-		return nil, err
-	}
-	return a.Add(ctx, onelink.Spec{
-		Kind:   "vlan",
-		Policy: onelink.IPAMRequired,
-		Create: func(cont *link.Namespace) (netlink.Link, error) {
-			attrs := netlink.NewLinkAttrs()
-			attrs.MTU = conf.MTU
-			attrs.ParentIndex = master.Attrs().Index
-			return link.CreateChild(parentNS, cont, &netlink.Vlan{LinkAttrs: attrs, VlanId: conf.VlanID}, req.IfName)
+	return onelink.AddChild(ctx, req, onelink.Child{
+		Kind: "vlan", Policy: onelink.IPAMRequired,
+		Master: conf.Master, InContainer: conf.LinkInContainer, MTU: conf.MTU,
+		New: func(attrs netlink.LinkAttrs) netlink.Link {
+			return &netlink.Vlan{LinkAttrs: attrs, VlanId: conf.VlanID}
 		},
 	})
 }
@@ -108,16 +89,7 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 	if err != nil {
 		return err
 	}
-	a, err := onelink.Open(req)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	parentNS, master, err := a.Parent(conf.Master, conf.LinkInContainer)
-	if err != nil {
-		return err
-	}
-	return a.Check(ctx, func(l netlink.Link) error {
+	return onelink.CheckChild(ctx, req, conf.Master, conf.LinkInContainer, true, func(l netlink.Link) error {
 		v, ok := l.(*netlink.Vlan)
 		if !ok {
 			return onelink.CheckErr(req.IfName+" is not a vlan", "it is a "+l.Type())
@@ -126,7 +98,7 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 			return onelink.CheckErr(fmt.Sprintf("container vlan id %d does not match expected value: %d", v.VlanId, conf.VlanID),
 				"the interface was changed after ADD; DEL and ADD the attachment again")
 		}
-		return a.CheckParent(l, parentNS, master)
+		return nil
 	})
 }
 
