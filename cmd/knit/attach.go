@@ -258,6 +258,25 @@ func resultVersion(res *cni.Result, list *cni.NetworkConfigList) string {
 	return firstNonEmpty(res.CNIVersion, list.CNIVersion)
 }
 
+// cachedAttachment loads NET (args[0]) and the runtime config of
+// CONTAINER-ID (args[1]) for DEL and CHECK, filling what the flags leave
+// out (namespace, CNI_ARGS, capability arguments) from the result cache.
+func (g *globals) cachedAttachment(cmd *cobra.Command, args []string, f *attachFlags) (*cni.NetworkConfigList, *runtime.RuntimeConf, *runtime.CNI, error) {
+	list, err := g.loadNetwork(args[0])
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rt, err := f.runtimeConf(args[1], false)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	c := g.newCNI()
+	if err := fillFromCache(c, list, rt, f, cmd); err != nil {
+		return nil, nil, nil, err
+	}
+	return list, rt, c, nil
+}
+
 func newDelCmd(g *globals) *cobra.Command {
 	var f attachFlags
 	cmd := &cobra.Command{
@@ -269,16 +288,8 @@ arguments used at ADD are taken from the cache unless given; the namespace
 may already be gone.`,
 		Args: exactArgs(2, "NET and CONTAINER-ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			list, err := g.loadNetwork(args[0])
+			list, rt, c, err := g.cachedAttachment(cmd, args, &f)
 			if err != nil {
-				return err
-			}
-			rt, err := f.runtimeConf(args[1], false)
-			if err != nil {
-				return err
-			}
-			c := g.newCNI()
-			if err := fillFromCache(c, list, rt, &f, cmd); err != nil {
 				return err
 			}
 			ctx, cancel := g.context(cmd.Context())
@@ -302,16 +313,8 @@ func newCheckCmd(g *globals) *cobra.Command {
 capability arguments and the namespace default to those used at ADD.`,
 		Args: exactArgs(2, "NET and CONTAINER-ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			list, err := g.loadNetwork(args[0])
+			list, rt, c, err := g.cachedAttachment(cmd, args, &f)
 			if err != nil {
-				return err
-			}
-			rt, err := f.runtimeConf(args[1], false)
-			if err != nil {
-				return err
-			}
-			c := g.newCNI()
-			if err := fillFromCache(c, list, rt, &f, cmd); err != nil {
 				return err
 			}
 			if rt.NetNS == "" {
