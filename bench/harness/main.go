@@ -7,8 +7,9 @@
 //	go run ./bench/harness -knit DIR -new DIR -cnitool PATH [-quick] [-only single,burst,...]
 //
 // It measures single ADD/DEL latency for four networks, 200-container
-// bursts (sequential and 8-way), ADD/DEL latency with 10, 500 and 2,000
-// containers attached to one bridge with portmap, the no-exec floor, peak
+// bursts (sequential and 8-way), ADD/DEL latency with 10, 500 and 1,000
+// containers attached to one bridge with portmap (a Linux bridge holds at
+// most 1,024 ports, so 2,000 cannot be attached to one), the no-exec floor, peak
 // RSS of one plugin exec, installed size, and iperf3 throughput against a
 // bare veth pair. Suites take turns within each part so background load
 // hits them alike.
@@ -42,7 +43,7 @@ var (
 	reps       = flag.Int("reps", 3, "single-latency repetitions")
 	burstN     = flag.Int("burst", 200, "containers per burst")
 	burstReps  = flag.Int("burst-reps", 1, "burst repetitions")
-	scaleSpec  = flag.String("scale", "10,500,2000", "attached-container levels")
+	scaleSpec  = flag.String("scale", "10,500,1000", "attached-container levels (a Linux bridge takes at most 1024 ports)")
 	scaleN     = flag.Int("scale-samples", 20, "ADD/DEL samples at each scale level")
 	dpRounds   = flag.Int("dp-rounds", 3, "dataplane rounds")
 	dpSeconds  = flag.Int("dp-seconds", 5, "iperf3 seconds per dataplane sample")
@@ -50,6 +51,10 @@ var (
 	innerEnv   = "KNIT_BENCH_INNER"
 	workerPool = 8
 )
+
+// maxBridgePorts is the kernel's limit on ports per bridge (BR_MAX_PORTS,
+// 1 << 10), minus one for safety margin with the bridge's own port number 0.
+const maxBridgePorts = 1023
 
 func main() {
 	if mode := os.Getenv(exitChildEnv); mode != "" {
@@ -110,6 +115,9 @@ func run() error {
 			return fmt.Errorf("-scale: %q is not a positive count", f)
 		}
 		levels = append(levels, n)
+	}
+	if last := levels[len(levels)-1]; last+*scaleN > maxBridgePorts {
+		return fmt.Errorf("-scale: %d attached plus %d probes exceed the %d ports a Linux bridge can hold (BR_MAX_PORTS): the kernel refuses more with EXFULL", last, *scaleN, maxBridgePorts)
 	}
 	if *quick {
 		*samples, *reps, *burstN, *scaleN, *dpRounds, *dpSeconds = 8, 1, 40, 5, 1, 2
