@@ -10,6 +10,9 @@ import (
 
 // delegate finds the delegated plugin along this process's CNI_PATH.
 func delegate(delegateType string, exec Exec) (string, Exec, error) {
+	if exec == nil {
+		exec = DelegateExec
+	}
 	exec = orDefault(exec)
 	paths := filepath.SplitList(os.Getenv("CNI_PATH"))
 	path, err := exec.FindInPath(delegateType, paths)
@@ -21,7 +24,8 @@ func delegate(delegateType string, exec Exec) (string, Exec, error) {
 
 // DelegateAdd runs ADD of the plugin delegateType (typically an IPAM plugin)
 // with the caller's environment and netconf, the caller's complete config.
-// A nil exec runs the binary with its stderr forwarded to ours.
+// A nil exec means DelegateExec, or when that is nil too, running the binary
+// with its stderr forwarded to ours.
 func DelegateAdd(ctx context.Context, delegateType string, netconf []byte, exec Exec) (*cni.Result, error) {
 	path, exec, err := delegate(delegateType, exec)
 	if err != nil {
