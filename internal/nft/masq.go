@@ -171,6 +171,7 @@ func (m *Masq) begin(exclusive bool) (c *nftables.Conn, r *elemReader, end func(
 	m.mu.Lock()
 	unlock := func() {}
 	if exclusive {
+		markChanged()
 		if unlock, err = lock(m.lockPath); err != nil {
 			m.mu.Unlock()
 			return nil, nil, nil, err

@@ -87,8 +87,21 @@ func OSIO() IO {
 
 // Main runs the plugin with the process environment and exits.
 func Main(p Plugin, info Info) {
-	os.Exit(Execute(context.Background(), p, info, OSIO()))
+	code := Execute(context.Background(), p, info, OSIO())
+	for _, f := range exitHooks {
+		f()
+	}
+	os.Exit(code)
 }
+
+var exitHooks []func()
+
+// AtExit registers f to run in Main after the plugin's answer has been
+// written, just before the process exits: the runtime already has the
+// result, so f can hand off what would delay the exit (e.g. sockets whose
+// release the kernel makes wait). Register from an init function; f must be
+// quick and must not write to stdout.
+func AtExit(f func()) { exitHooks = append(exitHooks, f) }
 
 // Execute runs one invocation and returns the process exit code.
 func Execute(ctx context.Context, p Plugin, info Info, pio IO) int {
