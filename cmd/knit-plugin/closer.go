@@ -17,7 +17,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"syscall"
 	"time"
 
@@ -38,64 +37,62 @@ func init() {
 		runCloser()
 		os.Exit(0)
 	}
-	skel.AtExit(handOffNFT)
+	nft.SetHandOff(func(fds []int) error {
+		_, err := startCloser("/proc/self/exe", nil, fds)
+		return err
+	})
+	skel.AtExit(func() {
+		if err := nft.HandOff(); err != nil {
+			slog.Debug("handing the nftables sockets to a closer", "error", err)
+		}
+	})
 }
 
-// handOffNFT passes the process's nftables sockets to a closer if it
-// changed nftables; failures only cost the wait it would have avoided.
-func handOffNFT() {
-	files, err := nft.Detach()
-	if err != nil {
-		slog.Debug("handing off the nftables sockets", "error", err)
-	}
-	if len(files) == 0 {
-		return
-	}
-	if _, err := startCloser("/proc/self/exe", nil, files); err != nil {
-		slog.Debug("starting the nftables socket closer", "error", err)
-	}
-}
-
-// startCloser starts exe in closer mode with files (which it closes in this
+// startCloser starts exe in closer mode with fds (which it closes in this
 // process either way) and returns the closer's PID without waiting for it.
-// env is the closer's environment (nil: empty). The closer holds the files
-// until this process exits.
-func startCloser(exe string, env []string, files []*os.File) (int, error) {
+// env is the closer's environment (nil: empty). The closer holds the fds
+// until this process exits. Raw descriptors and syscall.StartProcess keep
+// the sockets' mode as it is (see nft.Detach).
+func startCloser(exe string, env []string, fds []int) (int, error) {
 	defer func() {
-		for _, f := range files {
-			f.Close()
+		for _, fd := range fds {
+			unix.Close(fd)
 		}
 	}()
-	r, w, err := os.Pipe()
+	null, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
+		return 0, fmt.Errorf("opening %s for the closer: %w", os.DevNull, err)
+	}
+	defer unix.Close(null)
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 		return 0, fmt.Errorf("creating the closer's pipe: %w", err)
 	}
-	defer r.Close()
-	cmd := exec.Command(exe, closerArg)
-	cmd.Args[0] = "knit-plugin"
-	cmd.Env = env
+	defer unix.Close(p[0])
+	files := append([]uintptr{uintptr(null), uintptr(null), uintptr(null), uintptr(p[0])}, uintptrs(fds)...)
 	if env == nil {
-		cmd.Env = []string{}
+		env = []string{}
 	}
-	// Passing the files puts their (shared) descriptions in blocking mode,
-	// which is harmless in a process about to exit.
-	cmd.ExtraFiles = append([]*os.File{r}, files...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		w.Close()
+	pid, _, err := syscall.StartProcess(exe, []string{"knit-plugin", closerArg}, &syscall.ProcAttr{
+		Env: env, Files: files, Sys: &syscall.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		unix.Close(p[1])
 		return 0, fmt.Errorf("starting %s %s: %w", exe, closerArg, err)
 	}
-	// The write end stays open (close-on-exec, so no other child inherits
-	// it) until this process exits; that EOF tells the closer to go on.
-	keepUntilExit = append(keepUntilExit, w)
-	pid := cmd.Process.Pid
-	cmd.Process.Release()
+	// The write end p[1] stays open (close-on-exec, so no other child
+	// inherits it) until this process exits; that EOF tells the closer to
+	// go on.
 	return pid, nil
 }
 
-// keepUntilExit holds the closers' pipe ends so that the garbage collector
-// does not close them early.
-var keepUntilExit []*os.File
+func uintptrs(fds []int) []uintptr {
+	out := make([]uintptr, len(fds))
+	for i, fd := range fds {
+		out[i] = uintptr(fd)
+	}
+	return out
+}
 
 // runCloser is the closer's side: wait for EOF on fd 3 (the parent has
 // exited), then close every inherited descriptor.

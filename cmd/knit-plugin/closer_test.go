@@ -47,12 +47,12 @@ func fakePlugin(nsPath string) {
 		os.Exit(1)
 	}
 	inodes := socketInodes(os.Getpid())
-	files, err := nft.Detach()
-	if err != nil || len(files) == 0 {
+	fds, err := nft.Detach()
+	if err != nil || len(fds) == 0 {
 		fmt.Println("error: nothing to hand off:", err)
 		os.Exit(1)
 	}
-	pid, err := startCloser(os.Args[0], nil, files)
+	pid, err := startCloser(os.Args[0], nil, fds)
 	if err != nil {
 		fmt.Println("error:", err)
 		os.Exit(1)

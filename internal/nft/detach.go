@@ -23,9 +23,9 @@ import (
 // multicast subscriptions, only to a bound socket being released while the
 // destroy work is pending (since Linux 6.10 the flush is unconditional).
 //
-// Detach lets a plugin hand its sockets to a detached helper process that
-// holds the last references: the plugin exits at once and the helper pays
-// the wait where no runtime is waiting for it.
+// Detach and HandOff let a plugin give its sockets to a detached helper
+// process that holds the last references: the plugin exits at once and the
+// helper pays the wait where no runtime is waiting for it.
 
 // changed records that this process asked the kernel to change nftables.
 var changed atomic.Bool
@@ -38,23 +38,26 @@ func markChanged() { changed.Store(true) }
 // sockets would wait for the kernel (see Detach).
 func Changed() bool { return changed.Load() }
 
-// Detach returns duplicates of this process's open NETLINK_NETFILTER sockets
-// (its nftables and conntrack sockets, whoever opened them) if it has made an
-// nftables change, and nil otherwise. The caller passes them to a helper
-// process (e.g. as exec.Cmd.ExtraFiles), closes its duplicates and exits:
-// the helper then holds the last references and the kernel's wait on their
-// release (see the comment above) happens in the helper. It is meant for a
-// process about to exit; a process that keeps working keeps its sockets
-// open and unaffected.
-func Detach() ([]*os.File, error) {
-	if !Changed() {
+// Detach returns duplicates (close-on-exec) of this process's open
+// NETLINK_NETFILTER sockets (its nftables and conntrack sockets, whoever
+// opened them) if it has made an nftables change since the last Detach, and
+// nil otherwise. The caller passes them to a helper process, closes the
+// duplicates, and eventually exits: the helper, which must hold them until
+// this process is gone, then holds the last references, and the kernel's
+// wait on their release (see above) happens there.
+//
+// They are raw descriptors on purpose: wrapping one in an os.File and
+// passing it through os/exec would switch the socket, shared with the
+// netlink connection still open here, to blocking mode.
+func Detach() ([]int, error) {
+	if !changed.Swap(false) {
 		return nil, nil
 	}
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		return nil, fmt.Errorf("listing open descriptors: %w", err)
 	}
-	var files []*os.File
+	var fds []int
 	var errs []error
 	for _, e := range ents {
 		fd, err := strconv.Atoi(e.Name())
@@ -66,9 +69,36 @@ func Detach() ([]*os.File, error) {
 			errs = append(errs, fmt.Errorf("duplicating descriptor %d: %w", fd, err))
 			continue
 		}
-		files = append(files, os.NewFile(uintptr(dup), "nfnetlink"))
+		fds = append(fds, dup)
 	}
-	return files, errors.Join(errs...)
+	return fds, errors.Join(errs...)
+}
+
+var handOff atomic.Pointer[func(fds []int) error]
+
+// SetHandOff installs f as the way this process passes detached sockets to
+// a helper (knit-plugin installs one from init). f receives Detach's
+// descriptors, must close them before returning, and must not wait for the
+// helper.
+func SetHandOff(f func(fds []int) error) { handOff.Store(&f) }
+
+// HandOff detaches this process's netfilter sockets and passes them to the
+// installed helper, if it changed nftables and a helper is installed; it
+// does nothing otherwise. A plugin calls it once it is done with nftables,
+// so that starting the helper overlaps work still to come (such as waiting
+// for a veth to be torn down); knit-plugin also calls it at exit. Later
+// changes are handed off again by the next call. Errors only mean the
+// process will wait for the kernel at exit.
+func HandOff() error {
+	f := handOff.Load()
+	if f == nil {
+		return nil
+	}
+	fds, err := Detach()
+	if len(fds) == 0 {
+		return err
+	}
+	return errors.Join(err, (*f)(fds))
 }
 
 // isNetfilterSocket reports whether fd is an open NETLINK_NETFILTER socket.

@@ -402,12 +402,10 @@ func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 
 	var errs []error
 	if conf.IPMasq {
-		// The ADD result names the addresses; without it, use what the
-		// link had (the masquerade layer can also find them by owner).
+		// The ADD result names the addresses. Without it the masquerade
+		// layer finds them by owner (one dump of the network's sets)
+		// rather than waiting for the veth teardown to report them.
 		addrs := ipcfg.ContainerAddrs(req.PrevResult, req.IfName)
-		if addrs == nil {
-			addrs, _ = waitLink()
-		}
 		if err := nft.NewMasq().Del(owner(req), addrs); err != nil {
 			errs = append(errs, cni.NewError(cni.ErrInternal, "cannot remove masquerading", err.Error()))
 		}
@@ -417,6 +415,9 @@ func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 			errs = append(errs, err)
 		}
 	}
+	// Done with nftables: hand the sockets to the closer now, so that its
+	// start overlaps the veth teardown instead of following it at exit.
+	nft.HandOff()
 	if _, err := waitLink(); err != nil {
 		errs = append(errs, cni.NewError(cni.ErrInternal, "cannot delete "+req.IfName+" in "+req.Netns, err.Error()))
 	}

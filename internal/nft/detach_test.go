@@ -1,0 +1,61 @@
+package nft
+
+import (
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestDetach: after a change, Detach returns duplicates of the process's
+// netfilter sockets (the Masq's two among them) and resets; the Masq keeps
+// working on its own descriptors; HandOff passes them to the installed
+// helper and does nothing without a change.
+func TestDetach(t *testing.T) {
+	m, _ := newTestMasq(t)
+	o := Owner{Network: "detach", ContainerID: "c1", IfName: "eth0"}
+	addrs := cidrs(t, "10.96.0.2/24")
+	if err := m.Add(o, addrs); err != nil {
+		t.Fatal(err)
+	}
+	if !Changed() {
+		t.Fatal("Changed() = false after Add")
+	}
+	fds, err := Detach()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fds) < 2 {
+		t.Fatalf("Detach returned %v; want at least the Masq's nftables and lookup sockets", fds)
+	}
+	for _, fd := range fds {
+		if !isNetfilterSocket(fd) {
+			t.Errorf("descriptor %d is not a netfilter socket", fd)
+		}
+		if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil || fl&unix.FD_CLOEXEC == 0 {
+			t.Errorf("descriptor %d is not close-on-exec (flags %#x, %v)", fd, fl, err)
+		}
+		unix.Close(fd)
+	}
+	if err := m.Check(o, addrs); err != nil {
+		t.Fatalf("Check after Detach: %v", err)
+	}
+
+	var got []int
+	SetHandOff(func(fds []int) error {
+		got = append(got, fds...)
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil
+	})
+	t.Cleanup(func() { handOff.Store(nil) })
+	if err := HandOff(); err != nil || got != nil {
+		t.Fatalf("HandOff with no change since Detach passed %v (%v); want nothing", got, err)
+	}
+	if err := m.Del(o, addrs); err != nil {
+		t.Fatal(err)
+	}
+	if err := HandOff(); err != nil || len(got) < 2 {
+		t.Fatalf("HandOff after Del passed %v (%v); want the sockets", got, err)
+	}
+}
