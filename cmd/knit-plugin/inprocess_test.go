@@ -170,3 +170,35 @@ func testInProcessDelegateErrorSameAsExec(t *testing.T, plugins string) {
 	}
 	t.Logf("both runs took %v; the error: %s", time.Since(start), in)
 }
+
+// TestCanRunInProcess: a delegate is run in-process unless its process
+// would be refused for running inside CNI_NETNS, judged on the calling
+// thread (not /proc/self, which is the main thread).
+func TestCanRunInProcess(t *testing.T) {
+	nstest.RequireRoot(t)
+	ctr := nstest.New(t, "h17cr")
+	env := []string{"CNI_NETNS=" + ctr}
+	if !canRunInProcess("host-local", env) {
+		t.Error("host-local from the test's own namespace must run in-process")
+	}
+	if canRunInProcess("no-such-type", env) {
+		t.Error("an unregistered type must be exec'd")
+	}
+	var inside, override bool
+	if err := netns.Do(ctr, func() error {
+		inside = canRunInProcess("host-local", env)
+		override = canRunInProcess("host-local", append(env, "CNI_NETNS_OVERRIDE=true"))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if inside {
+		t.Error("a delegate called from inside CNI_NETNS must be exec'd (and refused as before)")
+	}
+	if !override {
+		t.Error("CNI_NETNS_OVERRIDE must allow it in-process")
+	}
+	if !canRunInProcess("host-local", []string{"CNI_NETNS=/nonexistent/ns"}) {
+		t.Error("an unusable CNI_NETNS is the plugin's to report")
+	}
+}

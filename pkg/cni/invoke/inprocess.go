@@ -39,8 +39,9 @@ type Runner func(ctx context.Context, typ string, stdin []byte, env []string, st
 // The plugin must not change process-wide state its caller relies on
 // (working directory, slog default, os.Stdout); knit's plugins do not.
 type InProcess struct {
-	// Has reports whether typ is built into this executable.
-	Has func(typ string) bool
+	// Has reports whether typ is built into this executable and can run
+	// in-process with env, the environment its process would get.
+	Has func(typ string, env []string) bool
 	// Run runs a built-in plugin.
 	Run Runner
 	// Next runs the plugins that are not built in; nil means RawExec with
@@ -63,8 +64,8 @@ type exitStatus int
 func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 // builtIn reports whether pluginPath should run in-process.
-func (e *InProcess) builtIn(pluginPath string) bool {
-	if e.Has == nil || e.Run == nil || !e.Has(filepath.Base(pluginPath)) {
+func (e *InProcess) builtIn(pluginPath string, env []string) bool {
+	if e.Has == nil || e.Run == nil || !e.Has(filepath.Base(pluginPath), env) {
 		return false
 	}
 	e.selfOnce.Do(func() {
@@ -95,7 +96,7 @@ func (e *InProcess) next() Exec {
 
 // ExecPlugin implements Exec.
 func (e *InProcess) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, env []string) ([]byte, error) {
-	if !e.builtIn(pluginPath) {
+	if !e.builtIn(pluginPath, env) {
 		return e.next().ExecPlugin(ctx, pluginPath, stdin, env)
 	}
 	if err := ctx.Err(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -37,7 +38,9 @@ func newFakeBinary(t *testing.T, types ...string) *fakeBinary {
 		}
 	}
 	f.ip = &InProcess{
-		Has:  func(typ string) bool { return typ == "builtin" || typ == "panicky" },
+		Has: func(typ string, env []string) bool {
+			return (typ == "builtin" || typ == "panicky") && !slices.Contains(env, "DECLINE=1")
+		},
 		Self: f.self,
 		Run: func(ctx context.Context, typ string, stdin []byte, env []string, stdout, stderr io.Writer) int {
 			f.ran = append(f.ran, typ)
@@ -62,6 +65,10 @@ func TestInProcessChosenOnlyForSameFileAndKnownType(t *testing.T) {
 	}
 	if string(f.stdin) != "IN" || strings.Join(f.env, ",") != "A=1" {
 		t.Errorf("runner got stdin %q env %q", f.stdin, f.env)
+	}
+	// The built-in plugin may decline an environment: exec'd then.
+	if _, err := f.ip.ExecPlugin(ctx, filepath.Join(f.dir, "builtin"), nil, []string{"DECLINE=1"}); err == nil || len(f.ran) != 1 {
+		t.Fatalf("declined: err %v ran %v", err, f.ran)
 	}
 	// A link to self of a type not built in: exec'd (the binary itself
 	// decides what to do with an unknown name).
