@@ -11,6 +11,7 @@ package link
 import (
 	"errors"
 	"fmt"
+	"runtime"
 
 	"github.com/knit-cni/knit/internal/netns"
 	"github.com/vishvananda/netlink"
@@ -30,7 +31,12 @@ type Namespace struct {
 
 // Current opens the namespace the plugin runs in (the "host" namespace).
 func Current() (*Namespace, error) {
-	fd, err := vnetns.GetFromPath("/proc/self/ns/net")
+	// The handle's socket is made in the calling thread's namespace, so the
+	// descriptor must name that thread's namespace too, not the main
+	// thread's (/proc/self), which another goroutine's Do may hold.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	fd, err := vnetns.GetFromPath("/proc/thread-self/ns/net")
 	if err != nil {
 		return nil, fmt.Errorf("opening the plugin's own network namespace: %w", err)
 	}

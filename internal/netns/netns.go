@@ -114,14 +114,19 @@ func DoHandle(target vnetns.NsHandle, fn func() error) error {
 	return <-errc
 }
 
-// SameAsCurrent reports whether path is the namespace the process runs in.
+// SameAsCurrent reports whether path is the namespace the calling goroutine
+// runs in. It reads the calling thread's namespace, not the main thread's
+// (/proc/self): the main thread may be inside another namespace for a
+// moment, on behalf of some other goroutine's Do.
 func SameAsCurrent(path string) (bool, error) {
 	target, err := Open(path)
 	if err != nil {
 		return false, err
 	}
 	defer target.Close()
-	cur, err := vnetns.GetFromPath("/proc/self/ns/net")
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cur, err := vnetns.GetFromPath("/proc/thread-self/ns/net")
 	if err != nil {
 		return false, err
 	}
