@@ -52,7 +52,7 @@ func fakePlugin(nsPath string) {
 		fmt.Println("error: nothing to hand off:", err)
 		os.Exit(1)
 	}
-	pid, err := startCloser(os.Args[0], nil, fds)
+	pid, err := nft.StartCloser(os.Args[0], nil, fds)
 	if err != nil {
 		fmt.Println("error:", err)
 		os.Exit(1)

@@ -40,6 +40,10 @@
 // subnet, traffic between any two subnets of the same network is left
 // unmasqueraded. The first Add of a network in a namespace costs one aborted
 // batch (~15 ms, the kernel waits for RCU); later ones are one batch each.
+//
+// Releasing a netfilter socket after a change also waits for RCU; a plugin
+// hands its sockets to a detached closer process instead (HandOff, Detach,
+// StartCloser in detach.go and closer.go) and exits at once.
 package nft
 
 import (

@@ -1,0 +1,84 @@
+package nft
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The closer protocol: StartCloser runs a binary that understands CloserArg
+// (knit-plugin does, from cmd/knit-plugin/closer.go) as a detached helper
+// that inherits Detach's socket duplicates; the binary calls RunCloser.
+// The closer waits until its parent has exited (EOF on a pipe whose write
+// end only the parent holds), so that its own close drops the last
+// references and the kernel's wait happens there, then exits. It runs in a
+// session of its own with /dev/null as stdio, so a runtime reading the
+// parent's output sees EOF when the parent exits and never waits for the
+// closer; init (or the runtime's subreaper) reaps it a few milliseconds
+// later. Nothing it does can change the parent's result.
+
+// CloserArg, as the only argument, runs a binary as a closer: fd 3 is the
+// pipe to wait on, fds 4 and up are the sockets to close.
+const CloserArg = "--close-nft-sockets"
+
+// closerMaxWait bounds the closer's wait for its parent's exit.
+const closerMaxWait = 10 * time.Second
+
+// StartCloser starts exe with CloserArg, handing it fds (closed in this
+// process either way), and returns the closer's PID without waiting for
+// it. env is the closer's environment (nil: empty). The closer holds the
+// fds until this process exits. Raw descriptors and syscall.StartProcess
+// leave the sockets' mode alone (see Detach).
+func StartCloser(exe string, env []string, fds []int) (int, error) {
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	null, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("opening %s for the closer: %w", os.DevNull, err)
+	}
+	defer unix.Close(null)
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+		return 0, fmt.Errorf("creating the closer's pipe: %w", err)
+	}
+	defer unix.Close(p[0])
+	files := []uintptr{uintptr(null), uintptr(null), uintptr(null), uintptr(p[0])}
+	for _, fd := range fds {
+		files = append(files, uintptr(fd))
+	}
+	if env == nil {
+		env = []string{}
+	}
+	pid, _, err := syscall.StartProcess(exe, []string{"knit-plugin", CloserArg}, &syscall.ProcAttr{
+		Env: env, Files: files, Sys: &syscall.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		unix.Close(p[1])
+		return 0, fmt.Errorf("starting %s %s: %w", exe, CloserArg, err)
+	}
+	// The write end p[1] stays open (close-on-exec, so no other child
+	// inherits it) until this process exits: that EOF tells the closer to
+	// go on.
+	return pid, nil
+}
+
+// RunCloser is the closer's side: it waits for EOF on fd 3 (the parent has
+// exited; at most closerMaxWait), then closes every inherited descriptor.
+// The caller exits next.
+func RunCloser() {
+	// Non-blocking, so that the runtime's poller honours the deadline.
+	if unix.SetNonblock(3, true) == nil {
+		wait := os.NewFile(3, "parent")
+		wait.SetReadDeadline(time.Now().Add(closerMaxWait))
+		// EOF: the parent has exited. An error or the deadline: close anyway.
+		io.Copy(io.Discard, wait)
+	}
+	unix.CloseRange(3, ^uint(0), 0)
+}
