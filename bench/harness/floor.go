@@ -21,7 +21,7 @@ type floorResult struct {
 	masqDelClose     []float64
 	exitPlain        []float64 // a process's exit, from its last output to its reaping
 	exitAfterNft     []float64 // the same after one nftables change, sockets left open
-	exitHandOff      []float64 // the same, the sockets handed to a detached child first
+	exitHandOff      []float64 // the same, the sockets handed to knit-plugin's closer after the output
 	execTrue         []float64 // fork+exec+wait of /bin/true
 	execPlugin       []float64 // knit-plugin VERSION: the Go plugin's start-up
 	execCnitool      []float64 // cnitool with the loopback network: runtime + one plugin
