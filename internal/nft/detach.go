@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,11 +28,25 @@ import (
 // process that holds the last references: the plugin exits at once and the
 // helper pays the wait where no runtime is waiting for it.
 
-// changed records that this process asked the kernel to change nftables.
-var changed atomic.Bool
+// changed records that this process asked the kernel to change nftables,
+// lastChange when it last did (Unix nanoseconds).
+var (
+	changed    atomic.Bool
+	lastChange atomic.Int64
+)
 
 // markChanged is called by every operation that may commit a change.
-func markChanged() { changed.Store(true) }
+func markChanged() {
+	lastChange.Store(time.Now().UnixNano())
+	changed.Store(true)
+}
+
+// settled is the age beyond which a change has almost certainly been
+// released by the kernel (an RCU grace period takes 8–20 ms), so closing the
+// sockets costs less than a closer would (~1 ms on the caller's path and
+// ~3 ms of CPU). A bridge or ptp DEL, whose veth teardown takes ~20 ms
+// after its nftables change, usually gets here.
+const settled = 25 * time.Millisecond
 
 // Changed reports whether this process has made (or tried to make) an
 // nftables change through this package, so that closing its nftables
@@ -84,14 +99,21 @@ func SetHandOff(f func(fds []int) error) { handOff.Store(&f) }
 
 // HandOff detaches this process's netfilter sockets and passes them to the
 // installed helper, if it changed nftables and a helper is installed; it
-// does nothing otherwise. A plugin calls it once it is done with nftables,
-// so that starting the helper overlaps work still to come (such as waiting
-// for a veth to be torn down); knit-plugin also calls it at exit. Later
-// changes are handed off again by the next call. Errors only mean the
+// does nothing otherwise. knit-plugin calls it at exit, after the answer is
+// written; a plugin done with nftables may call it earlier, so that
+// starting the helper overlaps work still to come. Later changes are handed
+// off again by the next call. Errors only mean the
 // process will wait for the kernel at exit.
+//
+// A change older than settled is not handed off: its wait is over or
+// nearly so, and a closer would cost more than it saves.
 func HandOff() error {
 	f := handOff.Load()
 	if f == nil {
+		return nil
+	}
+	if time.Since(time.Unix(0, lastChange.Load())) >= settled {
+		changed.Store(false)
 		return nil
 	}
 	fds, err := Detach()

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -9,7 +10,8 @@ import (
 // TestDetach: after a change, Detach returns duplicates of the process's
 // netfilter sockets (the Masq's two among them) and resets; the Masq keeps
 // working on its own descriptors; HandOff passes them to the installed
-// helper and does nothing without a change.
+// helper after a recent change, and nothing without one or after a settled
+// one.
 func TestDetach(t *testing.T) {
 	m, _ := newTestMasq(t)
 	o := Owner{Network: "detach", ContainerID: "c1", IfName: "eth0"}
@@ -52,9 +54,19 @@ func TestDetach(t *testing.T) {
 	if err := HandOff(); err != nil || got != nil {
 		t.Fatalf("HandOff with no change since Detach passed %v (%v); want nothing", got, err)
 	}
+	if err := m.Add(o, addrs); err != nil {
+		t.Fatal(err)
+	}
+	// A settled change is not handed off (a slow machine must not turn
+	// the next step into this one, so the age is set explicitly).
+	lastChange.Store(time.Now().Add(-settled).UnixNano())
+	if err := HandOff(); err != nil || got != nil || Changed() {
+		t.Fatalf("HandOff of a settled change passed %v (%v), Changed %v; want nothing, false", got, err, Changed())
+	}
 	if err := m.Del(o, addrs); err != nil {
 		t.Fatal(err)
 	}
+	lastChange.Store(time.Now().UnixNano())
 	if err := HandOff(); err != nil || len(got) < 2 {
 		t.Fatalf("HandOff after Del passed %v (%v); want the sockets", got, err)
 	}
