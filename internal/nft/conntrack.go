@@ -2,6 +2,7 @@ package nft
 
 import (
 	"net/netip"
+	"sync"
 
 	"github.com/knit-cni/knit/pkg/cni"
 	"github.com/vishvananda/netlink"
@@ -52,7 +53,7 @@ func FlushUDPConntrack(netnsFD int, maps []PortMapping) error {
 	if err != nil {
 		return cni.NewError(cni.ErrInternal, "cannot open a netlink socket to flush conntrack entries", err.Error())
 	}
-	defer h.Close()
+	defer closeOrHandOff(h)
 	for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
 		if _, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, fam, filters...); err != nil {
 			return cni.NewError(cni.ErrInternal, "cannot flush the UDP conntrack entries of the mapped ports",
@@ -71,4 +72,25 @@ func handleIn(netnsFD int) (*netlink.Handle, error) {
 
 func (p *PortMap) flushConntrack(maps []PortMapping) error {
 	return FlushUDPConntrack(p.base.netnsFD, maps)
+}
+
+// handedOff keeps netlink handles alive until HandOff passes their sockets
+// to the closer at exit.
+var (
+	handedOffMu sync.Mutex
+	handedOff   []*netlink.Handle
+)
+
+// closeOrHandOff closes h, unless a closer is installed (a plugin process,
+// about to exit): a netfilter socket's release waits for the kernel after
+// the nftables change just made (see Detach), so h is kept open for the
+// closer instead.
+func closeOrHandOff(h *netlink.Handle) {
+	if handOff.Load() == nil {
+		h.Close()
+		return
+	}
+	handedOffMu.Lock()
+	handedOff = append(handedOff, h)
+	handedOffMu.Unlock()
 }

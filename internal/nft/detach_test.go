@@ -71,3 +71,35 @@ func TestDetach(t *testing.T) {
 		t.Fatalf("HandOff after Del passed %v (%v); want the sockets", got, err)
 	}
 }
+
+// TestConntrackHandleKeptForHandOff: with a closer installed, the UDP
+// conntrack flush leaves its netfilter socket open for the hand-off instead
+// of paying the kernel's wait on closing it; without one it closes it.
+func TestConntrackHandleKeptForHandOff(t *testing.T) {
+	_, fd := testNS(t, "nftct")
+	udp := []PortMapping{{HostPort: 5353, ContainerPort: 53, Protocol: "udp"}}
+	count := func() int {
+		handedOffMu.Lock()
+		defer handedOffMu.Unlock()
+		return len(handedOff)
+	}
+	before := count()
+	if err := FlushUDPConntrack(fd, udp); err != nil {
+		t.Skipf("no conntrack netlink here: %v", err)
+	}
+	if n := count(); n != before {
+		t.Fatalf("without a closer the flush kept its handle (%d kept, was %d)", n, before)
+	}
+	SetHandOff(func(fds []int) error { return nil })
+	t.Cleanup(func() { handOff.Store(nil) })
+	if err := FlushUDPConntrack(fd, udp); err != nil {
+		t.Fatal(err)
+	}
+	handedOffMu.Lock()
+	defer handedOffMu.Unlock()
+	if len(handedOff) != before+1 {
+		t.Fatalf("with a closer installed the flush kept %d handles, want %d", len(handedOff), before+1)
+	}
+	handedOff[before].Close()
+	handedOff = handedOff[:before]
+}
