@@ -251,22 +251,28 @@ func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 	go func() { ipamErr <- invoke.DelegateDel(ctx, conf.IPAM.Type, req.Config, nil) }()
 	waitLink := link.DeleteContainerLinkAsync(req.Netns, req.IfName)
 	var errs []error
+	var masq *nft.Masq
 	if conf.IPMasq {
 		// The ADD result names the addresses. Without it the masquerade
 		// layer finds them by owner (one dump of the network's sets)
 		// rather than waiting for the veth teardown to report them.
 		addrs := ipcfg.ContainerAddrs(req.PrevResult, req.IfName)
-		if err := nft.NewMasq().Del(owner(req), addrs); err != nil {
+		masq = nft.NewMasq()
+		if err := masq.Del(owner(req), addrs); err != nil {
 			errs = append(errs, cni.NewError(cni.ErrInternal, "cannot remove masquerading", err.Error()))
 		}
 	}
-	// The nftables sockets stay open until exit: closing them while the
-	// veth is torn down would hold nf_tables' commit mutex over an RCU
-	// grace period, which the interface's unregistration waits for (a DEL
-	// ~14 ms slower, measured). By exit that grace period has usually
-	// passed, and if not, knit-plugin hands them to a closer (nft.HandOff).
 	if _, err := waitLink(); err != nil {
 		errs = append(errs, cni.NewError(cni.ErrInternal, "cannot delete "+req.IfName+" in "+req.Netns, err.Error()))
+	}
+	// Release the nftables sockets only now. During the veth teardown the
+	// release would hold nf_tables' commit mutex over an RCU grace period,
+	// which the interface's unregistration waits for (DEL ~14 ms slower,
+	// measured); after it, that grace period has usually passed and the
+	// release is quick. A closer (nft.HandOff at exit) would instead
+	// release them during the runtime's next operation, slowing that.
+	if masq != nil {
+		masq.Close()
 	}
 	if err := <-ipamErr; err != nil {
 		errs = append([]error{err}, errs...)
