@@ -22,3 +22,27 @@ func ParseMAC(text string) (net.HardwareAddr, error) {
 	}
 	return mac, nil
 }
+
+// ContainerMAC picks and checks the MAC a plugin gives the container
+// interface: base (the config's own key), overridden by a non-empty MAC= in
+// CNI_ARGS, overridden in turn by each non-empty override in order (e.g.
+// args.cni.mac, then runtimeConfig.mac). known lists every CNI_ARGS key the
+// plugin accepts, for the unknown-key check. No MAC at all gives nil.
+func ContainerMAC(base, cniArgs string, known []string, overrides ...string) (net.HardwareAddr, error) {
+	text := base
+	if cniArgs != "" {
+		a, err := cni.LoadArgs(cniArgs, known...)
+		if err != nil {
+			return nil, err
+		}
+		if v, ok := a.Get("MAC"); ok && v != "" {
+			text = v
+		}
+	}
+	for _, o := range overrides {
+		if o != "" {
+			text = o
+		}
+	}
+	return ParseMAC(text)
+}

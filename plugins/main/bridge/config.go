@@ -101,23 +101,7 @@ func parseConfig(stdin []byte, cniArgs string) (*Config, error) {
 	}
 
 	// MAC: CNI_ARGS MAC=, then args.cni.mac, then runtimeConfig.mac; last wins.
-	macText := ""
-	if cniArgs != "" {
-		a, err := cni.LoadArgs(cniArgs, "MAC", "IP", "GATEWAY")
-		if err != nil {
-			return nil, err
-		}
-		if v, ok := a.Get("MAC"); ok {
-			macText = v
-		}
-	}
-	if c.Args.Cni.Mac != "" {
-		macText = c.Args.Cni.Mac
-	}
-	if c.RuntimeConfig.Mac != "" {
-		macText = c.RuntimeConfig.Mac
-	}
-	mac, err := link.ParseMAC(macText)
+	mac, err := link.ContainerMAC("", cniArgs, []string{"MAC", "IP", "GATEWAY"}, c.Args.Cni.Mac, c.RuntimeConfig.Mac)
 	if err != nil {
 		return nil, err
 	}

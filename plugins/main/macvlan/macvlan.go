@@ -100,20 +100,7 @@ func parseConfig(stdin []byte, cniArgs string) (*Config, error) {
 			return nil, cni.NewError(cni.ErrInvalidNetworkConfig, fmt.Sprintf("invalid master %q", c.Master), err.Error())
 		}
 	}
-	macText := c.Mac
-	if cniArgs != "" {
-		a, err := cni.LoadArgs(cniArgs, "MAC")
-		if err != nil {
-			return nil, err
-		}
-		if v, ok := a.Get("MAC"); ok && v != "" {
-			macText = v
-		}
-	}
-	if c.RuntimeConfig.Mac != "" {
-		macText = c.RuntimeConfig.Mac
-	}
-	mac, err := link.ParseMAC(macText)
+	mac, err := link.ContainerMAC(c.Mac, cniArgs, []string{"MAC"}, c.RuntimeConfig.Mac)
 	if err != nil {
 		return nil, err
 	}
