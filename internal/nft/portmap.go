@@ -269,8 +269,11 @@ func (p *PortMap) Add(o Owner, addrs []net.IPNet, maps []PortMapping, opt PortMa
 }
 
 // Del removes o's mappings. With mappings given, each is looked up by key
-// and deleted if o owns it; without, o's entries are found by their owner
-// comments (one dump of the maps). The same holds for the masquerade entries
+// and deleted if o owns it; without, or when any given mapping is missing or
+// someone else's (the runtime passed other mappings than at ADD, and the
+// reference would still remove all of the container's), o's entries are
+// found by their owner comments (one dump of the maps). A DEL naming only
+// some of the ADD's mappings removes those; GC reclaims the rest. The same holds for the masquerade entries
 // and addrs. Entries owned by someone else are left alone. UDP conntrack
 // entries of the removed host ports are flushed.
 func (p *PortMap) Del(o Owner, addrs []net.IPNet, maps []PortMapping) (err error) {
@@ -296,6 +299,7 @@ func (p *PortMap) Del(o Owner, addrs []net.IPNet, maps []PortMapping) (err error
 	}
 	var dels []del
 	var removed []PortMapping
+	complete := len(maps) > 0 // every named mapping found and o's
 	if len(maps) > 0 {
 		for _, pm := range maps {
 			for _, f := range families {
@@ -318,10 +322,16 @@ func (p *PortMap) Del(o Owner, addrs []net.IPNet, maps []PortMapping) (err error
 				if found && owner == o.String() {
 					dels = append(dels, del{set, nftables.SetElement{Key: key}})
 					removed = append(removed, pm)
+				} else {
+					complete = false
 				}
 			}
 		}
-	} else {
+	}
+	if !complete {
+		// No mappings named, or some not o's: this DEL's runtimeConfig is
+		// not the ADD's, so find o's entries by their owner comments.
+		dels, removed = dels[:0], removed[:0]
 		entries, err := p.list(c)
 		if err != nil {
 			return err

@@ -192,3 +192,27 @@ func TestPortMapGC(t *testing.T) {
 		}
 	}
 }
+
+// A DEL whose mappings differ from the ADD's (here another container's)
+// still removes everything the attachment owns, as the reference removes a
+// container's chains whatever DEL names, and leaves the other owner's
+// entries alone.
+func TestPortMapDelWithOtherMappings(t *testing.T) {
+	l := newPMLab(t)
+	a := Owner{Network: "pmnet", ContainerID: "a", IfName: "eth0"}
+	b := Owner{Network: "pmnet", ContainerID: "b", IfName: "eth0"}
+	mapsA := []PortMapping{{HostPort: 2001, ContainerPort: 80, Protocol: "tcp"}, {HostPort: 2002, ContainerPort: 53, Protocol: "udp"}}
+	mapsB := []PortMapping{{HostPort: 2003, ContainerPort: 80, Protocol: "tcp"}}
+	must(t, l.pm.Add(a, cidrs(t, "10.51.0.2/24"), mapsA, PortMapOptions{SNAT: true}))
+	must(t, l.pm.Add(b, cidrs(t, "10.51.0.3/24"), mapsB, PortMapOptions{SNAT: true}))
+	must(t, l.pm.Del(a, cidrs(t, "10.51.0.2/24"), mapsB))
+	entries, err := l.pm.List()
+	must(t, err)
+	if len(entries) != 1 || entries[0].Owner != b || entries[0].Mapping.HostPort != 2003 {
+		t.Fatalf("after a's DEL naming b's mapping: %+v, want only b's 2003", entries)
+	}
+	must(t, l.pm.Check(b, cidrs(t, "10.51.0.3/24"), mapsB, PortMapOptions{SNAT: true}))
+	if err := l.pm.Check(a, cidrs(t, "10.51.0.2/24"), mapsA, PortMapOptions{SNAT: true}); err == nil {
+		t.Error("Check of a passes after its DEL")
+	}
+}

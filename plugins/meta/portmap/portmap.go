@@ -207,9 +207,10 @@ func enableLocalnet(addrs []net.IPNet) error {
 	return nil
 }
 
-// Del removes the mappings of runtimeConfig.portMappings owned by this
-// attachment. Like the reference, a DEL without mappings does nothing
-// (GC removes what such a DEL could not name).
+// Del removes this attachment's mappings. Like the reference, a DEL
+// without runtimeConfig.portMappings does nothing (GC removes what such a
+// DEL could not name), and a DEL with mappings removes all the attachment
+// owns even when they differ from the ADD's (see nft.PortMap.Del).
 func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 	conf, err := parseConfig(req.Config)
 	if err != nil {
