@@ -27,62 +27,87 @@ func rotate(ss []suite, r int) []suite {
 // previous block, so it is not billed to the next suite.
 func settle() { time.Sleep(300 * time.Millisecond) }
 
-// singleBlock measures n ADDs then n DELs, each in a fresh container
-// namespace, in a fresh host namespace, after one untimed warm-up.
-func (l *lab) singleBlock(s suite, n network, samples int) (add, del []float64, err error) {
-	h, err := l.newHost(s, n)
-	if err != nil {
-		return nil, nil, err
+// singleRound measures, for every suite that has network n, samples ADDs
+// then samples DELs, each in a fresh container namespace, after one untimed
+// warm-up per suite. Each suite has its own host namespace, all held at
+// once, and the samples interleave: sample i of every suite, in an order
+// that rotates with i, before sample i+1 of any. A change in the machine's
+// load then hits every suite alike, which blocks of one suite at a time
+// (on a shared 2-CPU machine) did not.
+func (l *lab) singleRound(ss []suite, n network, samples int) (add, del map[string][]float64, err error) {
+	type side struct {
+		s  suite
+		h  *host
+		cs []*container
 	}
-	defer h.close()
-	warm, err := h.newContainers(1, 999)
-	if err != nil {
-		return nil, nil, err
-	}
-	if _, err := h.run("add", warm[0]); err != nil {
-		closeContainers(warm)
-		return nil, nil, err
-	}
-	if _, err := h.run("del", warm[0]); err != nil {
-		closeContainers(warm)
-		return nil, nil, err
-	}
-	closeContainers(warm)
-	cs, err := h.newContainers(samples, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer closeContainers(cs)
-	for _, c := range cs {
-		d, err := h.run("add", c)
+	var sides []*side
+	defer func() {
+		for _, x := range sides {
+			closeContainers(x.cs)
+			x.h.close()
+		}
+	}()
+	for _, s := range ss {
+		if !s.has(n) {
+			continue
+		}
+		h, err := l.newHost(s, n)
 		if err != nil {
 			return nil, nil, err
 		}
-		add = append(add, ms(d))
-	}
-	for _, c := range cs {
-		d, err := h.run("del", c)
+		x := &side{s: s, h: h}
+		sides = append(sides, x)
+		warm, err := h.newContainers(1, 999)
 		if err != nil {
 			return nil, nil, err
 		}
-		del = append(del, ms(d))
+		_, err = h.run("add", warm[0])
+		if err == nil {
+			_, err = h.run("del", warm[0])
+		}
+		closeContainers(warm)
+		if err != nil {
+			return nil, nil, err
+		}
+		if x.cs, err = h.newContainers(samples, 0); err != nil {
+			return nil, nil, err
+		}
+	}
+	settle()
+	add, del = map[string][]float64{}, map[string][]float64{}
+	for _, verb := range []string{"add", "del"} {
+		for i := 0; i < samples; i++ {
+			for j := range sides {
+				x := sides[(i+j)%len(sides)]
+				d, err := x.h.run(verb, x.cs[i])
+				if err != nil {
+					return nil, nil, err
+				}
+				if verb == "add" {
+					add[x.s.name] = append(add[x.s.name], ms(d))
+				} else {
+					del[x.s.name] = append(del[x.s.name], ms(d))
+				}
+			}
+		}
 	}
 	return add, del, nil
 }
 
 // measureSingle runs the single ADD/DEL latency suite: reps repetitions,
-// in each every network, in each every suite in turn.
+// in each every network, in each all suites interleaved (singleRound).
 func (l *lab) measureSingle(ss []suite, nets []network, samples, reps int) (map[string]map[string]*latency, error) {
 	res := map[string]map[string]*latency{}
 	for r := 0; r < reps; r++ {
 		for _, n := range nets {
-			for _, s := range rotate(ss, r) {
-				if !s.has(n) {
+			adds, dels, err := l.singleRound(rotate(ss, r), n, samples)
+			if err != nil {
+				return nil, err
+			}
+			for _, s := range ss {
+				add, del := adds[s.name], dels[s.name]
+				if len(add) == 0 {
 					continue
-				}
-				add, del, err := l.singleBlock(s, n, samples)
-				if err != nil {
-					return nil, err
 				}
 				if res[s.name] == nil {
 					res[s.name] = map[string]*latency{}
@@ -97,8 +122,8 @@ func (l *lab) measureSingle(ss []suite, nets []network, samples, reps int) (map[
 				lt.addRep = append(lt.addRep, median(add))
 				lt.delRep = append(lt.delRep, median(del))
 				logf("single rep %d %-7s %-5s ADD %6.1f ms  DEL %6.1f ms (load %s)", r+1, n.key, s.name, median(add), median(del), loadavg())
-				settle()
 			}
+			settle()
 		}
 	}
 	return res, nil

@@ -75,7 +75,7 @@ func (r *results) markdown(plotName string) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("# knit benchmark, %s\n\n", r.start.UTC().Format("2006-01-02 15:04 UTC"))
-	p("Machine: %s. Load average (1 min) %s at start, %s at the end; the machine was shared, so compare suites only within this run (they take turns).\n\n", machine(), r.loadStart, r.loadEnd)
+	p("Machine: %s. Load average (1 min) %s at start, %s at the end; the machine was shared, so compare suites only within this run (single ADD/DEL samples interleave suite by suite; the other parts take turns).\n\n", machine(), r.loadStart, r.loadEnd)
 	p("Suites, all driven by the reference `cnitool` v1.3.1 as the runtime (so only plugin cost differs), each sample in a fresh container netns inside a bench-made host netns:\n\n")
 	for _, s := range r.suites {
 		p("- `%s`: %s (`%s`)\n", s.name, s.label, s.dir)
