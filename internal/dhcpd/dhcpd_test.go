@@ -79,6 +79,24 @@ func TestResult(t *testing.T) {
 	if len(r.Routes) != 2 || r.Routes[0].GW.String() != "10.9.8.254" || r.Routes[1].Dst.String() != "0.0.0.0/0" || r.Routes[1].GW.String() != "10.9.8.2" {
 		t.Fatalf("classless routes %v", r.Routes)
 	}
+	// Option 33: classful static routes plus the router's default route;
+	// the illegal default destination, a multicast one and a partial pair
+	// are skipped.
+	opt33 := []byte{10, 20, 0, 0, 10, 9, 8, 3, 0, 0, 0, 0, 10, 9, 8, 4, 224, 1, 0, 0, 10, 9, 8, 6, 172, 16, 5, 0, 10, 9, 8, 5, 192, 168}
+	r = resultOf(ack(t, dhcpv4.WithGeneric(dhcpv4.OptionStaticRoutingTable, opt33)), 0)
+	var got []string
+	for _, rt := range r.Routes {
+		got = append(got, rt.Dst.String()+" via "+rt.GW.String())
+	}
+	if want := "10.0.0.0/8 via 10.9.8.3, 172.16.0.0/16 via 10.9.8.5, 0.0.0.0/0 via 10.9.8.1"; strings.Join(got, ", ") != want {
+		t.Fatalf("option 33 routes %q, want %q", strings.Join(got, ", "), want)
+	}
+	// With classless routes present, option 33 is ignored (RFC 3442).
+	r = resultOf(ack(t, dhcpv4.WithGeneric(dhcpv4.OptionStaticRoutingTable, opt33), dhcpv4.WithOption(dhcpv4.OptClasslessStaticRoute(
+		&dhcpv4.Route{Dest: dst, Router: net.IPv4(10, 9, 8, 254)}))), 0)
+	if len(r.Routes) != 1 || r.Routes[0].Dst.String() != "192.168.0.0/16" {
+		t.Fatalf("classless and option 33 routes %v", r.Routes)
+	}
 }
 
 // Lease files round-trip; a corrupt file is moved aside, a dead save's

@@ -18,7 +18,7 @@ import (
 
 // defaultRequest are the options asked for on top of what the DHCP library
 // always requests (subnet mask, router, domain name, name servers).
-var defaultRequest = []dhcpv4.OptionCode{dhcpv4.OptionClasslessStaticRoute, dhcpv4.OptionDNSDomainSearchList}
+var defaultRequest = []dhcpv4.OptionCode{dhcpv4.OptionClasslessStaticRoute, dhcpv4.OptionStaticRoutingTable, dhcpv4.OptionDNSDomainSearchList}
 
 // withClient opens a DHCP client on ifname inside the namespace at nsPath
 // (its raw socket stays bound to that namespace), brings the link up, runs
