@@ -50,7 +50,7 @@ func newLab(t *testing.T) *lab {
 		"--interface=br0", "--bind-interfaces", "--dhcp-authoritative", "--no-ping",
 		"--dhcp-range=10.70.0.50,10.70.0.150,255.255.255.0,2m",
 		"--dhcp-option=option:router,10.70.0.1", "--dhcp-option=option:dns-server,10.70.0.53",
-		"--dhcp-option=option:domain-name,knit.test",
+		"--dhcp-option=option:domain-name,knit.test", "--dhcp-option=option:static-route,172.20.0.0,10.70.0.9",
 		"--dhcp-leasefile="+l.leases, "--pid-file="+filepath.Join(dir, "dnsmasq.pid"), "--log-dhcp")
 	return l
 }
@@ -202,7 +202,9 @@ func TestLeaseLifecycleWithRestart(t *testing.T) {
 	// As the main plugin would: the server answers renewals by unicast,
 	// which needs the container to answer ARP for its address.
 	nstest.Run(t, ctr, "ip", "addr", "add", res.IPs[0].Address.String(), "dev", "eth0")
-	if len(res.Routes) != 1 || res.Routes[0].Dst.String() != "0.0.0.0/0" || res.Routes[0].Priority != 100 ||
+	// Option 33's classful route, then the default route via the router.
+	if len(res.Routes) != 2 || res.Routes[0].Dst.String() != "172.20.0.0/16" || res.Routes[0].GW.String() != "10.70.0.9" ||
+		res.Routes[1].Dst.String() != "0.0.0.0/0" || res.Routes[1].Priority != 100 ||
 		len(res.DNS.Nameservers) != 1 || res.DNS.Nameservers[0] != "10.70.0.53" || res.DNS.Domain != "knit.test" {
 		t.Fatalf("ADD routes %v dns %+v", res.Routes, res.DNS)
 	}
