@@ -3,10 +3,15 @@ package main
 // The closer: a plugin that changed nftables would wait 8–20 ms at exit
 // while the kernel releases its nftables sockets (see internal/nft's
 // Detach). Instead, after the answer is written (skel.AtExit), or earlier
-// when a plugin is done with nftables (nft.HandOff), the plugin starts a
-// copy of this binary as a closer (nft.StartCloser) that inherits
-// duplicates of those sockets, and exits at once; the closer releases them
-// after the plugin is gone, where no runtime waits for it.
+// when a plugin is done with nftables (nft.HandOff), the plugin forks a
+// closer (nft.ForkCloser: a plain fork that runs only raw system calls, no
+// exec) that holds duplicates of those sockets and nothing else, and exits
+// at once; the closer releases them after the plugin is gone, where no
+// runtime waits for it.
+//
+// The binary still answers nft.CloserArg, so that a caller of
+// nft.StartCloser (the exec'd closer, which the bench harness can time
+// against the fork) may name it.
 
 import (
 	"log/slog"
@@ -22,7 +27,7 @@ func init() {
 		os.Exit(0)
 	}
 	nft.SetHandOff(func(fds []int) error {
-		_, err := nft.StartCloser("/proc/self/exe", nil, fds)
+		_, err := nft.ForkCloser(fds)
 		return err
 	})
 	skel.AtExit(func() {

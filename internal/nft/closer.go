@@ -10,23 +10,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The closer protocol: StartCloser runs a binary that understands CloserArg
-// (knit-plugin does, from cmd/knit-plugin/closer.go) as a detached helper
-// that inherits Detach's socket duplicates; the binary calls RunCloser.
-// The closer waits until its parent has exited (EOF on a pipe whose write
-// end only the parent holds), so that its own close drops the last
-// references and the kernel's wait happens there, then exits. It runs in a
-// session of its own with /dev/null as stdio, so a runtime reading the
-// parent's output sees EOF when the parent exits and never waits for the
-// closer; init (or the runtime's subreaper) reaps it a few milliseconds
-// later. Nothing it does can change the parent's result.
+// The closer holds Detach's socket duplicates until its parent has exited
+// (EOF on a pipe or socket whose other end only the parent holds), so that
+// its own close drops the last references and the kernel's wait happens
+// there, then exits. It runs in a session of its own with /dev/null as
+// stdio, so a runtime reading the parent's output sees EOF when the parent
+// exits and never waits for the closer; once the parent has exited, init
+// (or the runtime, if it is a child subreaper that reaps) reaps it.
+// Nothing it does can change the parent's result.
+//
+// There are two ways to start one. ForkCloser (fork_linux.go), which
+// knit-plugin uses, forks this process and runs only raw system calls in
+// the child. StartCloser, below, execs a binary that understands CloserArg
+// (knit-plugin does, from cmd/knit-plugin/closer.go) and calls RunCloser:
+// it costs the new program's start-up (~3 ms of CPU) and blocks the caller
+// until the exec, and is kept for binaries that cannot fork safely and so
+// that the two can be timed against each other.
 
 // CloserArg, as the only argument, runs a binary as a closer: fd 3 is the
 // pipe to wait on, fds 4 and up are the sockets to close.
 const CloserArg = "--close-nft-sockets"
 
-// closerMaxWait bounds the closer's wait for its parent's exit.
-const closerMaxWait = 10 * time.Second
+// closerMaxWait bounds the closer's wait for its parent's exit (a
+// variable only so that tests can shorten it).
+var closerMaxWait = 10 * time.Second
 
 // StartCloser starts exe with CloserArg, handing it fds (closed in this
 // process either way), and returns the closer's PID without waiting for

@@ -72,13 +72,19 @@ func Detach() ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing open descriptors: %w", err)
 	}
-	var fds []int
-	var errs []error
+	// Every socket is found before the first duplicate is made: a
+	// duplicate may take a number still to be visited (the listing is
+	// sorted as text: "9" after "12") and must not be duplicated again.
+	var socks []int
 	for _, e := range ents {
 		fd, err := strconv.Atoi(e.Name())
-		if err != nil || !isNetfilterSocket(fd) {
-			continue
+		if err == nil && isNetfilterSocket(fd) {
+			socks = append(socks, fd)
 		}
+	}
+	var fds []int
+	var errs []error
+	for _, fd := range socks {
 		dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 3)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("duplicating descriptor %d: %w", fd, err))

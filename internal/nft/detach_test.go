@@ -1,6 +1,8 @@
 package nft
 
 import (
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -102,4 +104,60 @@ func TestConntrackHandleKeptForHandOff(t *testing.T) {
 	}
 	handedOff[before].Close()
 	handedOff = handedOff[:before]
+}
+
+// TestDetachOneDuplicateEach: Detach duplicates each netfilter descriptor
+// once, also when a duplicate takes a free number that the (textually
+// sorted) listing of /proc/self/fd visits later: here the socket is on
+// 1000 and the lowest free number is made 30 ("1000" < "30").
+func TestDetachOneDuplicateEach(t *testing.T) {
+	var filler []int
+	t.Cleanup(func() {
+		for _, fd := range filler {
+			unix.Close(fd)
+		}
+	})
+	for {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fd >= 30 {
+			unix.Close(fd)
+			if fd > 30 {
+				t.Skipf("the lowest free descriptor is %d, the test needs 30 or less", fd)
+			}
+			break
+		}
+		filler = append(filler, fd)
+	}
+	s, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(s)
+	if _, err := unix.FcntlInt(1000, unix.F_GETFD, 0); err != unix.EBADF {
+		t.Skip("descriptor 1000 is in use")
+	}
+	if err := unix.Dup3(s, 1000, unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(1000)
+	unix.Close(s)
+
+	var before int
+	ents, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && isNetfilterSocket(fd) {
+			before++
+		}
+	}
+	markChanged()
+	fds, err := Detach()
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	if err != nil || len(fds) != before {
+		t.Fatalf("Detach returned %d descriptors (%v) for %d netfilter descriptors; want one each", len(fds), err, before)
+	}
 }
