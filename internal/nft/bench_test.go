@@ -110,10 +110,11 @@ func TestPortMapFirewallNoDump(t *testing.T) {
 	if d := dumps.Load() - d0; d != 0 {
 		t.Errorf("10 portmap+firewall Add+Del dumped %d times, want 0", d)
 	}
-	// Per round: 2 lookups in pm.Add (one per mapping), 2 in pm.Del plus 3
-	// masquerade range points, 1 in fw.Del.
-	if l := pm.base.elems.requests + fw.base.elems.requests - l0; l != 10*(2+2+3+1) {
-		t.Errorf("10 rounds sent %d element lookups, want %d", l, 10*(2+2+3+1))
+	// Per round: 4 lookups in pm.Add (one per mapping, one per masquerade
+	// prefix length: the subnet's and localhost's), 2 in pm.Del plus 3
+	// masquerade keys, 1 in fw.Del.
+	if l := pm.base.elems.requests + fw.base.elems.requests - l0; l != 10*(4+2+3+1) {
+		t.Errorf("10 rounds sent %d element lookups, want %d", l, 10*(4+2+3+1))
 	}
 }
 

@@ -173,23 +173,55 @@ func (p *PortMap) plan(o Owner, ctrs map[*family]target, maps []PortMapping, opt
 			continue
 		}
 		snat := pmObjectsFor(f).snat
-		var srcs []netip.Prefix
-		switch {
-		case opt.MasqAll:
-			srcs = []netip.Prefix{netip.PrefixFrom(f.mcast.Addr(), 0)}
-		case opt.SNAT:
-			if t.subnet.IsValid() {
-				srcs = append(srcs, t.subnet)
-			}
-			if f == ipv4 {
-				srcs = append(srcs, netip.MustParsePrefix("127.0.0.0/8"))
-			}
-		}
-		for _, s := range srcs {
+		for _, s := range snatSources(f, t, opt) {
 			out = append(out, pmElem{fam: f, set: snat, elem: snatElem(s, t.addr, o.String())})
 		}
 	}
 	return out, nil
+}
+
+// queueRecreate queues the family's port mapping structure, with a
+// masquerade rule for every prefix length pm-masq already holds plus need,
+// and the removal of an earlier version's interval set.
+func (p *PortMap) queueRecreate(c *nftables.Conn, f *family, need []int) error {
+	objs := pmObjectsFor(f)
+	lens := slices.Clone(need)
+	elems, err := dumpElements(c, objs.snat)
+	if err != nil && !notFound(err) {
+		return kernelErr("listing the port mapping masquerade set", err)
+	}
+	for _, e := range elems {
+		if src, _, ok := parseSNATKey(e.Key); ok && !slices.Contains(lens, src.Bits()) {
+			lens = append(lens, src.Bits())
+		}
+	}
+	if err := objs.queueCreate(c, lens); err != nil {
+		return kernelErr("preparing the port mapping batch", err)
+	}
+	if old, err := c.GetSetByName(f.table, pmOldSNATSet); err == nil {
+		c.DelSet(old)
+	}
+	return nil
+}
+
+// snatSources are the sources whose traffic to t's mapped ports is
+// masqueraded: any with masqAll; otherwise, with snat, t's subnet (hairpin)
+// and, in IPv4, localhost (route_localnet).
+func snatSources(f *family, t target, opt PortMapOptions) []netip.Prefix {
+	switch {
+	case opt.MasqAll:
+		return []netip.Prefix{netip.PrefixFrom(f.mcast.Addr(), 0).Masked()}
+	case opt.SNAT:
+		var srcs []netip.Prefix
+		if t.subnet.IsValid() {
+			srcs = append(srcs, t.subnet.Masked())
+		}
+		if f == ipv4 {
+			srcs = append(srcs, netip.MustParsePrefix("127.0.0.0/8"))
+		}
+		return srcs
+	}
+	return nil
 }
 
 // Add publishes the mappings on the container's first address of each
@@ -235,11 +267,39 @@ func (p *PortMap) Add(o Owner, addrs []net.IPNet, maps []PortMapping, opt PortMa
 				fmt.Sprintf("it belongs to %q: remove that attachment (DEL, or knit gc if it is gone) or choose another hostPort", owner))
 		}
 	}
+	// The masquerade rule of each prefix length this ADD's entries use, if
+	// pm-masq-lens does not list it yet.
+	missing := map[*family][]int{}
+	for _, e := range elems {
+		if e.pm != nil {
+			continue
+		}
+		src, _, _ := parseSNATKey(e.elem.Key)
+		objs := pmObjectsFor(e.fam)
+		if slices.Contains(missing[e.fam], src.Bits()) {
+			continue
+		}
+		_, found, err := r.get(objs.lens, lenBytes(src.Bits()))
+		if err != nil {
+			return kernelErr("looking up the port mapping masquerade rules", err)
+		}
+		if !found {
+			missing[e.fam] = append(missing[e.fam], src.Bits())
+		}
+	}
 	create := map[*family]bool{}
 	for attempt := 0; ; attempt++ {
-		for f := range create {
-			if err := pmObjectsFor(f).queueCreate(c); err != nil {
+		for f, lens := range missing {
+			if create[f] {
+				continue
+			}
+			if err := pmObjectsFor(f).queueLens(c, lens); err != nil {
 				return kernelErr("preparing the port mapping batch", err)
+			}
+		}
+		for f := range create {
+			if err := p.queueRecreate(c, f, missing[f]); err != nil {
+				return err
 			}
 		}
 		for _, e := range elems {
@@ -259,9 +319,11 @@ func (p *PortMap) Add(o Owner, addrs []net.IPNet, maps []PortMapping, opt PortMa
 			return kernelErr(fmt.Sprintf("adding port mappings for %s", o), err)
 		}
 		for _, e := range elems {
-			if _, err := c.GetSetByName(e.fam.table, e.set.Name); err != nil {
-				p.base.log.Debug("creating port mapping objects", "family", e.fam.name)
-				create[e.fam] = true
+			for _, name := range []string{e.set.Name, pmLensSet} {
+				if _, err := c.GetSetByName(e.fam.table, name); err != nil {
+					p.base.log.Debug("creating port mapping objects", "family", e.fam.name)
+					create[e.fam] = true
+				}
 			}
 		}
 	}
@@ -352,24 +414,17 @@ func (p *PortMap) Del(o Owner, addrs []net.IPNet, maps []PortMapping) (err error
 	if len(ctrs) > 0 {
 		for f, t := range ctrs {
 			snat := pmObjectsFor(f).snat
-			points := []netip.Addr{f.mcast.Addr().Prev()} // an address only the masqAll range holds
-			if t.subnet.IsValid() {
-				points = append(points, t.subnet.Masked().Addr())
-			}
-			if f == ipv4 {
-				points = append(points, netip.MustParseAddr("127.0.0.1"))
-			}
-			seen := map[string]bool{}
-			for _, pt := range points {
-				e, found, err := r.lookup(snat, append(pt.AsSlice(), t.addr.AsSlice()...))
+			// Whichever options the ADD had: every key it could have made.
+			srcs := append(snatSources(f, t, PortMapOptions{MasqAll: true}), snatSources(f, t, PortMapOptions{SNAT: true})...)
+			for _, src := range srcs {
+				key := snatKey(src, t.addr)
+				owner, found, err := r.get(snat, key)
 				if err != nil {
 					return kernelErr("looking up the port mapping masquerade of "+t.addr.String(), err)
 				}
-				if !found || e.comment != o.String() || seen[string(e.key)] {
-					continue
+				if found && owner == o.String() {
+					dels = append(dels, del{snat, nftables.SetElement{Key: key}})
 				}
-				seen[string(e.key)] = true
-				dels = append(dels, del{snat, nftables.SetElement{Key: e.key, KeyEnd: e.keyEnd}})
 			}
 		}
 	} else {
@@ -384,7 +439,7 @@ func (p *PortMap) Del(o Owner, addrs []net.IPNet, maps []PortMapping) (err error
 			}
 			for _, e := range elems {
 				if e.Comment == o.String() {
-					dels = append(dels, del{snat, nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd}})
+					dels = append(dels, del{snat, nftables.SetElement{Key: e.Key}})
 				}
 			}
 		}
@@ -445,7 +500,13 @@ func (p *PortMap) Check(o Owner, addrs []net.IPNet, maps []PortMapping, opt Port
 	for _, e := range elems {
 		if !structure[e.fam] {
 			structure[e.fam] = true
-			if s, err := pmCheckStructure(c, e.fam); err != nil {
+			var lens []int
+			for _, x := range elems {
+				if src, _, ok := parseSNATKey(x.elem.Key); x.pm == nil && x.fam == e.fam && ok {
+					lens = append(lens, src.Bits())
+				}
+			}
+			if s, err := pmCheckStructure(c, e.fam, lens); err != nil {
 				return err
 			} else if s != "" {
 				problems = append(problems, s)
@@ -469,8 +530,6 @@ func (p *PortMap) Check(o Owner, addrs []net.IPNet, maps []PortMapping, opt Port
 		case e.pm != nil && string(got.data) != string(e.elem.Val):
 			v, _ := parseDNATValue(got.data)
 			problems = append(problems, fmt.Sprintf("%s points to %s", what, v))
-		case e.pm == nil && (string(got.key) != string(e.elem.Key) || string(got.keyEnd) != string(e.elem.KeyEnd)):
-			problems = append(problems, fmt.Sprintf("%s is covered by another range", what))
 		}
 	}
 	if len(problems) > 0 {
@@ -480,20 +539,18 @@ func (p *PortMap) Check(o Owner, addrs []net.IPNet, maps []PortMapping, opt Port
 }
 
 func describeSNAT(e nftables.SetElement) string {
-	n := len(e.Key) / 2
-	from, _ := netip.AddrFromSlice(e.Key[:n])
-	to, _ := netip.AddrFromSlice(e.KeyEnd[:n])
-	ctr, _ := parseSNATKey(e.Key)
-	return fmt.Sprintf("%s-%s . %s", from, to, ctr)
+	src, ctr, _ := parseSNATKey(e.Key)
+	return fmt.Sprintf("from %s to %s", src, ctr)
 }
 
-// pmCheckStructure returns "" when the family's chains hold their rules.
-func pmCheckStructure(c *nftables.Conn, f *family) (string, error) {
+// pmCheckStructure returns "" when the family's chains hold their rules,
+// with a masquerade rule for each prefix length in lens.
+func pmCheckStructure(c *nftables.Conn, f *family, lens []int) (string, error) {
 	objs := pmObjectsFor(f)
 	for _, ch := range []struct {
 		name string
 		want int
-	}{{pmPrerouting, 1}, {pmOutput, 1}, {pmDNAT, 2}, {pmPostrouting, 1}} {
+	}{{pmPrerouting, 1}, {pmOutput, 1}, {pmDNAT, 2}, {pmPostrouting, -1}} {
 		rules, err := dumpRules(c, f.table, objs.chain(ch.name))
 		if notFound(err) {
 			return fmt.Sprintf("chain %s not found in table %s %s", ch.name, f.name, TableName), nil
@@ -501,8 +558,22 @@ func pmCheckStructure(c *nftables.Conn, f *family) (string, error) {
 		if err != nil {
 			return "", kernelErr("listing the port mapping rules", err)
 		}
-		if len(rules) != ch.want {
+		if ch.want >= 0 && len(rules) != ch.want {
 			return fmt.Sprintf("chain %s %s %s has %d rules, want %d", f.name, TableName, ch.name, len(rules), ch.want), nil
+		}
+		if ch.name != pmPostrouting {
+			continue
+		}
+		have := map[int]bool{}
+		for _, r := range rules {
+			if l, ok := objs.ruleLen(r); ok {
+				have[l] = true
+			}
+		}
+		for _, l := range lens {
+			if !have[l] {
+				return fmt.Sprintf("chain %s %s %s has no masquerade rule for sources of prefix length %d", f.name, TableName, ch.name, l), nil
+			}
 		}
 	}
 	return "", nil

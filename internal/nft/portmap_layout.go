@@ -21,10 +21,20 @@ import (
 //	    dnat ip to ip daddr . meta l4proto . th dport map @pm-hostip
 //	    dnat ip to meta l4proto . th dport map @pm-any }
 //	chain pm-postrouting { type nat hook postrouting priority srcnat; policy accept;
-//	    ct status dnat ip saddr . ip daddr @pm-snat masquerade }
+//	    # one rule per source prefix length L in use (pm-masq-lens holds the Ls):
+//	    ct status dnat ip daddr . ip saddr & <mask of L> . L @pm-masq masquerade }
 //	map pm-hostip { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service }
 //	map pm-any { type inet_proto . inet_service : ipv4_addr . inet_service }
-//	set pm-snat { type ipv4_addr . ipv4_addr; flags interval }
+//	set pm-masq { type ipv4_addr . ipv4_addr . mark }  # container . source network . L
+//	set pm-masq-lens { type mark }
+//
+// The masquerade entries (hairpin from the container's subnet, localhost,
+// or any source with masqAll) are exact keys in a hash set, one rule per
+// prefix length masking the source before the lookup. An interval set over
+// "source range . container" would say the same in one rule, but the kernel
+// keeps concatenated ranges in a pipapo set, whose every change rebuilds
+// the whole lookup table: 0.9 ms per container at 10 attached, 18 ms at
+// 1,000, on ADD and DEL alike. Hash set changes cost the same at any size.
 const (
 	pmPrerouting  = "pm-prerouting"
 	pmOutput      = "pm-output"
@@ -32,7 +42,11 @@ const (
 	pmPostrouting = "pm-postrouting"
 	pmHostIPMap   = "pm-hostip"
 	pmAnyMap      = "pm-any"
-	pmSNATSet     = "pm-snat"
+	pmSNATSet     = "pm-masq"
+	pmLensSet     = "pm-masq-lens"
+	// pmOldSNATSet is the interval set of earlier versions, removed when
+	// the structure is created again.
+	pmOldSNATSet = "pm-snat"
 )
 
 // Registers: concatenations are laid out in 32-bit registers, NFT_REG32_00
@@ -48,6 +62,7 @@ type pmObjects struct {
 	hostIP *nftables.Set
 	any    *nftables.Set
 	snat   *nftables.Set
+	lens   *nftables.Set
 }
 
 func pmObjectsFor(fam *family) *pmObjects {
@@ -60,19 +75,21 @@ func pmObjectsFor(fam *family) *pmObjects {
 		any: &nftables.Set{Table: fam.table, Name: pmAnyMap, IsMap: true, Concatenation: true,
 			KeyType:  nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService),
 			DataType: svc, Comment: "knit portmap: protocol, port on any local address -> container"},
-		snat: &nftables.Set{Table: fam.table, Name: pmSNATSet, Interval: true, Concatenation: true,
-			KeyType: nftables.MustConcatSetType(fam.keyType, fam.keyType),
-			Comment: "knit portmap: source range, container address to masquerade (hairpin, localhost)"},
+		snat: &nftables.Set{Table: fam.table, Name: pmSNATSet, Concatenation: true,
+			KeyType: nftables.MustConcatSetType(fam.keyType, fam.keyType, nftables.TypeMark),
+			Comment: "knit portmap: container, source network, prefix length to masquerade (hairpin, localhost, masqAll)"},
+		lens: &nftables.Set{Table: fam.table, Name: pmLensSet, KeyType: nftables.TypeMark,
+			Comment: "knit portmap: source prefix lengths with a masquerade rule in " + pmPostrouting},
 	}
-	o.hostIP.ID, o.any.ID, o.snat.ID = o.setIDs()
+	o.hostIP.ID, o.any.ID, o.snat.ID, o.lens.ID = o.setIDs()
 	return o
 }
 
-func (o *pmObjects) setIDs() (hostIP, any, snat uint32) {
+func (o *pmObjects) setIDs() (hostIP, any, snat, lens uint32) {
 	if o.fam == ipv4 {
-		return 11, 12, 13
+		return 11, 12, 13, 17
 	}
-	return 14, 15, 16
+	return 14, 15, 16, 18
 }
 
 func (o *pmObjects) chain(name string) *nftables.Chain {
@@ -85,16 +102,18 @@ func (o *pmObjects) baseChain(name string, hook *nftables.ChainHook, prio *nftab
 		Hooknum: hook, Priority: prio, Policy: &policy}
 }
 
-// queueCreate adds the family's port mapping structure to the batch. The
-// chains are knit's alone, so they are flushed and refilled: the result is
-// the same whether or not they existed.
-func (o *pmObjects) queueCreate(c *nftables.Conn) error {
+// queueCreate adds the family's port mapping structure to the batch, with
+// a masquerade rule for each prefix length in lens. The chains are knit's
+// alone, so they are flushed and refilled: the result is the same whether
+// or not they existed (lens must then hold every length pm-masq uses).
+func (o *pmObjects) queueCreate(c *nftables.Conn, lens []int) error {
 	c.AddTable(o.fam.table)
-	for _, s := range []*nftables.Set{o.hostIP, o.any, o.snat} {
+	for _, s := range []*nftables.Set{o.hostIP, o.any, o.snat, o.lens} {
 		if err := c.AddSet(s, nil); err != nil {
 			return err
 		}
 	}
+	c.FlushSet(o.lens)
 	dnat := c.AddChain(o.chain(pmDNAT))
 	c.FlushChain(dnat)
 	for _, exprs := range o.dnatRules() {
@@ -110,7 +129,18 @@ func (o *pmObjects) queueCreate(c *nftables.Conn) error {
 	}
 	post := c.AddChain(o.baseChain(pmPostrouting, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource))
 	c.FlushChain(post)
-	c.AddRule(&nftables.Rule{Table: o.fam.table, Chain: post, Exprs: o.snatRule()})
+	return o.queueLens(c, lens)
+}
+
+// queueLens adds the masquerade rule of each prefix length in lens, and
+// records the lengths in pm-masq-lens.
+func (o *pmObjects) queueLens(c *nftables.Conn, lens []int) error {
+	for _, l := range lens {
+		c.AddRule(&nftables.Rule{Table: o.fam.table, Chain: o.chain(pmPostrouting), Exprs: o.snatRule(l)})
+		if err := c.SetAddElements(o.lens, []nftables.SetElement{{Key: lenBytes(l)}}); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -123,6 +153,7 @@ func (o *pmObjects) queueDelete(c *nftables.Conn) {
 	c.DelSet(o.hostIP)
 	c.DelSet(o.any)
 	c.DelSet(o.snat)
+	c.DelSet(o.lens)
 }
 
 // localJump: fib daddr type local jump <chain>
@@ -165,19 +196,42 @@ func (o *pmObjects) dnatRules() [][]expr.Any {
 	}
 }
 
-// snatRule: ct status dnat ip saddr . ip daddr @pm-snat masquerade
-func (o *pmObjects) snatRule() []expr.Any {
+// snatRule: ct status dnat ip daddr . ip saddr & <mask of l> . l @pm-masq masquerade
+func (o *pmObjects) snatRule(l int) []expr.Any {
 	fam := o.fam
+	words := fam.addrLen / 4
+	maskBytes := make([]byte, fam.addrLen)
+	for i := range l {
+		maskBytes[i/8] |= 0x80 >> (i % 8)
+	}
 	return []expr.Any{
 		&expr.Ct{Key: expr.CtKeySTATUS, Register: reg1},
 		&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: make([]byte, 4)},
-		&expr.Payload{DestRegister: reg32_0, Base: expr.PayloadBaseNetworkHeader, Offset: fam.saddrOff, Len: fam.addrLen},
-		&expr.Payload{DestRegister: reg32_0 + fam.addrLen/4, Base: expr.PayloadBaseNetworkHeader, Offset: fam.daddrOff, Len: fam.addrLen},
+		&expr.Payload{DestRegister: reg32_0, Base: expr.PayloadBaseNetworkHeader, Offset: fam.daddrOff, Len: fam.addrLen},
+		&expr.Payload{DestRegister: reg32_0 + words, Base: expr.PayloadBaseNetworkHeader, Offset: fam.saddrOff, Len: fam.addrLen},
+		&expr.Bitwise{SourceRegister: reg32_0 + words, DestRegister: reg32_0 + words, Len: fam.addrLen,
+			Mask: maskBytes, Xor: make([]byte, fam.addrLen)},
+		&expr.Immediate{Register: reg32_0 + 2*words, Data: lenBytes(l)},
 		&expr.Lookup{SourceRegister: reg32_0, SetName: o.snat.Name, SetID: o.snat.ID},
 		&expr.Masq{},
 	}
+}
+
+// lenBytes is a prefix length as it appears in pm-masq keys and
+// pm-masq-lens: host byte order, as nft reads the mark type.
+func lenBytes(l int) []byte { return binaryutil.NativeEndian.PutUint32(uint32(l)) }
+
+// ruleLen returns the prefix length of a pm-postrouting masquerade rule.
+func (o *pmObjects) ruleLen(r *nftables.Rule) (int, bool) {
+	for _, e := range r.Exprs {
+		// The kernel reports the register in its 128-bit numbering.
+		if im, ok := e.(*expr.Immediate); ok && len(im.Data) == 4 {
+			return int(binaryutil.NativeEndian.Uint32(im.Data)), true
+		}
+	}
+	return 0, false
 }
 
 // ipsDstNAT is IPS_DST_NAT, the conntrack status bit of a DNATed connection.
@@ -243,21 +297,25 @@ func parseDNATValue(v []byte) (netip.AddrPort, bool) {
 	return netip.AddrPortFrom(a, binary.BigEndian.Uint16(v[n:])), true
 }
 
-// snatElem is the pm-snat element masquerading traffic from src to ctr.
+// snatElem is the pm-masq element masquerading traffic from src to ctr.
 func snatElem(src netip.Prefix, ctr netip.Addr, comment string) nftables.SetElement {
-	src = src.Masked()
-	return nftables.SetElement{
-		Key:     append(src.Addr().AsSlice(), ctr.AsSlice()...),
-		KeyEnd:  append(lastAddr(src).AsSlice(), ctr.AsSlice()...),
-		Comment: comment,
-	}
+	return nftables.SetElement{Key: snatKey(src, ctr), Comment: comment}
 }
 
-// parseSNATKey returns the container address of a pm-snat element.
-func parseSNATKey(k []byte) (netip.Addr, bool) {
-	if len(k) != 8 && len(k) != 32 {
-		return netip.Addr{}, false
+// snatKey is pm-masq's key for traffic from src to ctr.
+func snatKey(src netip.Prefix, ctr netip.Addr) []byte {
+	k := append(ctr.AsSlice(), src.Masked().Addr().AsSlice()...)
+	return append(k, lenBytes(src.Bits())...)
+}
+
+// parseSNATKey reverses snatKey.
+func parseSNATKey(k []byte) (src netip.Prefix, ctr netip.Addr, ok bool) {
+	n := (len(k) - 4) / 2
+	if n != 4 && n != 16 {
+		return netip.Prefix{}, netip.Addr{}, false
 	}
-	a, ok := netip.AddrFromSlice(k[len(k)/2:])
-	return a, ok
+	ctr, _ = netip.AddrFromSlice(k[:n])
+	a, _ := netip.AddrFromSlice(k[n : 2*n])
+	src, err := a.Prefix(int(binaryutil.NativeEndian.Uint32(k[2*n:])))
+	return src, ctr, err == nil
 }

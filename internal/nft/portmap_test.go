@@ -2,12 +2,16 @@ package nft
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/nftables"
 
 	"github.com/knit-cni/knit/internal/netns"
 	"github.com/knit-cni/knit/internal/probe"
@@ -215,4 +219,60 @@ func TestPortMapDelWithOtherMappings(t *testing.T) {
 	if err := l.pm.Check(a, cidrs(t, "10.51.0.2/24"), mapsA, PortMapOptions{SNAT: true}); err == nil {
 		t.Error("Check of a passes after its DEL")
 	}
+}
+
+// Attachments with different subnet prefix lengths each get the masquerade
+// rule of their length (and localhost's), recorded in pm-masq-lens; an
+// earlier version's interval set pm-snat is removed when the structure is
+// made again.
+func TestPortMapMasqPrefixLengths(t *testing.T) {
+	_, fd := testNS(t, "pml")
+	c := rawConn(t, fd)
+	c.AddTable(ipv4.table)
+	old := &nftables.Set{Table: ipv4.table, Name: pmOldSNATSet, Interval: true, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(ipv4.keyType, ipv4.keyType)}
+	must(t, c.AddSet(old, nil))
+	must(t, c.Flush())
+	pm := NewPortMap(WithNetNS(fd), WithLockFile(filepath.Join(t.TempDir(), "nft.lock")))
+	t.Cleanup(func() { pm.Close() })
+	a := Owner{Network: "pmnet", ContainerID: "a", IfName: "eth0"}
+	b := Owner{Network: "pmnet2", ContainerID: "b", IfName: "eth0"}
+	mapsA := []PortMapping{{HostPort: 3001, ContainerPort: 80, Protocol: "tcp"}}
+	mapsB := []PortMapping{{HostPort: 3002, ContainerPort: 80, Protocol: "tcp"}}
+	must(t, pm.Add(a, cidrs(t, "10.51.0.2/24"), mapsA, PortMapOptions{SNAT: true}))
+	must(t, pm.Add(b, cidrs(t, "10.52.0.2/16"), mapsB, PortMapOptions{SNAT: true}))
+	if _, err := c.GetSetByName(ipv4.table, pmOldSNATSet); err == nil {
+		t.Error("the earlier version's pm-snat set is still there")
+	}
+	objs := pmObjectsFor(ipv4)
+	rules, err := dumpRules(c, ipv4.table, objs.chain(pmPostrouting))
+	must(t, err)
+	var lens []int
+	for _, r := range rules {
+		if l, ok := objs.ruleLen(r); ok {
+			lens = append(lens, l)
+		}
+	}
+	slices.Sort(lens)
+	if fmt.Sprint(lens) != "[8 16 24]" {
+		t.Fatalf("masquerade rules for prefix lengths %v, want [8 16 24]", lens)
+	}
+	elems, err := c.GetSetElements(objs.lens)
+	must(t, err)
+	if len(elems) != 3 {
+		t.Errorf("pm-masq-lens holds %d lengths, want 3", len(elems))
+	}
+	must(t, pm.Check(a, cidrs(t, "10.51.0.2/24"), mapsA, PortMapOptions{SNAT: true}))
+	must(t, pm.Check(b, cidrs(t, "10.52.0.2/16"), mapsB, PortMapOptions{SNAT: true}))
+	// A lost rule is reported by CHECK.
+	for _, r := range rules {
+		if l, _ := objs.ruleLen(r); l == 16 {
+			must(t, c.DelRule(r))
+		}
+	}
+	must(t, c.Flush())
+	if err := pm.Check(b, cidrs(t, "10.52.0.2/16"), mapsB, PortMapOptions{SNAT: true}); err == nil || !strings.Contains(err.Error(), "prefix length 16") {
+		t.Errorf("Check without the /16 rule: %v", err)
+	}
+	must(t, pm.Check(a, cidrs(t, "10.51.0.2/24"), mapsA, PortMapOptions{SNAT: true}))
 }
