@@ -195,13 +195,53 @@ func (p *PortMap) queueRecreate(c *nftables.Conn, f *family, need []int) error {
 			lens = append(lens, src.Bits())
 		}
 	}
+	// An earlier version's interval set: its entries move to pm-masq.
+	var moved []nftables.SetElement
+	old, err := c.GetSetByName(f.table, pmOldSNATSet)
+	if err == nil {
+		olds, err := dumpElements(c, old)
+		if err != nil && !notFound(err) {
+			return kernelErr("listing the earlier port mapping masquerade set", err)
+		}
+		for _, e := range olds {
+			if src, ctr, ok := oldSNATElem(e); ok {
+				moved = append(moved, snatElem(src, ctr, e.Comment))
+				if !slices.Contains(lens, src.Bits()) {
+					lens = append(lens, src.Bits())
+				}
+			}
+		}
+	}
 	if err := objs.queueCreate(c, lens); err != nil {
 		return kernelErr("preparing the port mapping batch", err)
 	}
-	if old, err := c.GetSetByName(f.table, pmOldSNATSet); err == nil {
+	if old != nil {
 		c.DelSet(old)
+		for chunk := range slices.Chunk(moved, 256) {
+			if err := c.SetAddElements(objs.snat, chunk); err != nil {
+				return kernelErr("preparing the port mapping batch", err)
+			}
+		}
 	}
 	return nil
+}
+
+// oldSNATElem reads an element of the earlier interval set ("source range
+// . container", the range a prefix).
+func oldSNATElem(e nftables.SetElement) (src netip.Prefix, ctr netip.Addr, ok bool) {
+	n := len(e.Key) / 2
+	if (n != 4 && n != 16) || len(e.KeyEnd) != len(e.Key) {
+		return src, ctr, false
+	}
+	from, _ := netip.AddrFromSlice(e.Key[:n])
+	to, _ := netip.AddrFromSlice(e.KeyEnd[:n])
+	ctr, _ = netip.AddrFromSlice(e.Key[n:])
+	for bits := 0; bits <= n*8; bits++ {
+		if p := netip.PrefixFrom(from, bits); p.Masked().Addr() == from && lastAddr(p) == to {
+			return p, ctr, true
+		}
+	}
+	return src, ctr, false
 }
 
 // snatSources are the sources whose traffic to t's mapped ports is

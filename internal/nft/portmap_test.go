@@ -231,7 +231,12 @@ func TestPortMapMasqPrefixLengths(t *testing.T) {
 	c.AddTable(ipv4.table)
 	old := &nftables.Set{Table: ipv4.table, Name: pmOldSNATSet, Interval: true, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(ipv4.keyType, ipv4.keyType)}
-	must(t, c.AddSet(old, nil))
+	oldSrc, oldCtr := netip.MustParsePrefix("10.53.0.0/20"), netip.MustParseAddr("10.53.0.9")
+	must(t, c.AddSet(old, []nftables.SetElement{{
+		Key:     append(oldSrc.Addr().AsSlice(), oldCtr.AsSlice()...),
+		KeyEnd:  append(lastAddr(oldSrc).AsSlice(), oldCtr.AsSlice()...),
+		Comment: "pmnet/old/eth0",
+	}}))
 	must(t, c.Flush())
 	pm := NewPortMap(WithNetNS(fd), WithLockFile(filepath.Join(t.TempDir(), "nft.lock")))
 	t.Cleanup(func() { pm.Close() })
@@ -254,13 +259,22 @@ func TestPortMapMasqPrefixLengths(t *testing.T) {
 		}
 	}
 	slices.Sort(lens)
-	if fmt.Sprint(lens) != "[8 16 24]" {
-		t.Fatalf("masquerade rules for prefix lengths %v, want [8 16 24]", lens)
+	if fmt.Sprint(lens) != "[8 16 20 24]" {
+		t.Fatalf("masquerade rules for prefix lengths %v, want [8 16 20 24] (20: the moved entry)", lens)
 	}
 	elems, err := c.GetSetElements(objs.lens)
 	must(t, err)
-	if len(elems) != 3 {
-		t.Errorf("pm-masq-lens holds %d lengths, want 3", len(elems))
+	if len(elems) != 4 {
+		t.Errorf("pm-masq-lens holds %d lengths, want 4", len(elems))
+	}
+	masq, err := c.GetSetElements(objs.snat)
+	must(t, err)
+	moved := false
+	for _, e := range masq {
+		moved = moved || string(e.Key) == string(snatKey(oldSrc, oldCtr)) && e.Comment == "pmnet/old/eth0"
+	}
+	if !moved {
+		t.Errorf("the earlier set's entry was not moved to pm-masq: %d entries", len(masq))
 	}
 	must(t, pm.Check(a, cidrs(t, "10.51.0.2/24"), mapsA, PortMapOptions{SNAT: true}))
 	must(t, pm.Check(b, cidrs(t, "10.52.0.2/16"), mapsB, PortMapOptions{SNAT: true}))
