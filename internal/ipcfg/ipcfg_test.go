@@ -152,3 +152,39 @@ func TestNoPrefixRouteAndLinkRoutes(t *testing.T) {
 		t.Errorf("routes %v; want exactly 3 (no kernel prefix route)", got)
 	}
 }
+
+// applyIPv4Conf writes the link's own plain IPv4 settings over netlink and
+// leaves everything else (other links, side-effect settings, IPv6, odd
+// values) to /proc/sys, in order.
+func TestApplyIPv4ConfSplit(t *testing.T) {
+	_, cont, pair := setup(t)
+	k := func(fam, ifname, name string) string { return sysctl.IfaceKey(fam, "conf", ifname, name) }
+	in := []sysctl.Setting{
+		{Key: k("ipv4", "eth0", "arp_notify"), Value: "1"},
+		{Key: k("ipv4", "eth0", "rp_filter"), Value: "2"},
+		{Key: k("ipv4", "eth1", "arp_notify"), Value: "1"},
+		{Key: k("ipv6", "eth0", "accept_dad"), Value: "0"},
+		{Key: k("ipv4", "eth0", "arp_ignore"), Value: "01"},
+		{Key: k("ipv4", "eth0", "arp_announce"), Value: "2"},
+	}
+	rest, err := applyIPv4Conf(cont, pair.Container, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range rest {
+		got = append(got, s.Key+"="+s.Value)
+	}
+	want := []string{k("ipv4", "eth0", "rp_filter") + "=2", k("ipv4", "eth1", "arp_notify") + "=1",
+		k("ipv6", "eth0", "accept_dad") + "=0", k("ipv4", "eth0", "arp_ignore") + "=01"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("left for /proc/sys: %v; want %v", got, want)
+	}
+	for key, v := range map[string]string{k("ipv4", "eth0", "arp_notify"): "1", k("ipv4", "eth0", "arp_announce"): "2", k("ipv4", "eth0", "rp_filter"): "0"} {
+		var cur string
+		_ = netns.Do(cont.Path, func() (err error) { cur, err = sysctl.Get(key); return })
+		if cur != v {
+			t.Errorf("%s = %q; want %q", key, cur, v)
+		}
+	}
+}

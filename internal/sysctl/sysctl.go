@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Root is where the keys live. Tests may point it elsewhere.
@@ -103,16 +105,30 @@ func Apply(settings ...Setting) error {
 
 // EnableForwarding turns on IPv4 and/or IPv6 forwarding in the calling
 // thread's namespace, writing only what is not already on.
+//
+// It first asks over netlink (one RTM_GETNETCONF per family), which stays
+// cheap with thousands of namespaces on the machine, and goes to /proc/sys
+// only to write or when netlink cannot answer.
 func EnableForwarding(v4, v6 bool) error {
-	if v4 {
+	if v4 && !forwardingAlreadyOn(unix.AF_INET) {
 		if _, err := Set("net/ipv4/ip_forward", "1"); err != nil {
 			return err
 		}
 	}
-	if v6 {
+	if v6 && !forwardingAlreadyOn(unix.AF_INET6) {
 		if _, err := Set("net/ipv6/conf/all/forwarding", "1"); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// forwardingAlreadyOn reports whether netlink says forwarding is on; when
+// Root is not the real /proc/sys (tests), it never does.
+func forwardingAlreadyOn(family uint8) bool {
+	if Root != "/proc/sys" {
+		return false
+	}
+	on, err := forwardingOn(family)
+	return err == nil && on
 }

@@ -321,7 +321,8 @@ func ensureAddr(host *link.Namespace, l netlink.Link, gw net.IPNet, force bool) 
 	if gw.IP.To4() == nil {
 		family = netlink.FAMILY_V6
 	}
-	addrs, err := link.Dump(func() ([]netlink.Addr, error) { return host.Handle.AddrList(l, family) })
+	// Only l's addresses: a whole-namespace dump grows with every port.
+	addrs, err := link.AddrsOf(host, l, family)
 	if err != nil {
 		return cni.NewError(cni.ErrInternal, "cannot list addresses of "+l.Attrs().Name, err.Error())
 	}
