@@ -136,7 +136,7 @@ func TestIPv4Conf(t *testing.T) {
 			t.Errorf("IPv4ConfID(%q) is settable; its /proc handler does more than store the value (or it does not exist)", name)
 		}
 	}
-	fwd, _ := ipv4ConfIDs["forwarding"]
+	fwd := ipv4ConfIDs["forwarding"]
 	if err := SetIPv4Conf(ns, l, map[int]uint32{fwd: 1}); err == nil {
 		t.Error("SetIPv4Conf(forwarding) succeeded; want a refusal")
 	}
