@@ -39,7 +39,6 @@ func Types() []string {
 }
 
 func main() {
-	oneProc()
 	inProcessDelegates()
 	name := filepath.Base(os.Args[0])
 	if e, ok := registry[name]; ok {
