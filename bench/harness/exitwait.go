@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"time"
 
 	"github.com/knit-cni/knit/internal/netns"
@@ -16,13 +15,10 @@ import (
 // exitChildEnv makes the harness binary act as a short-lived child that
 // does one nftables masquerade Add (or nothing), says "done" and exits
 // without closing its sockets, as a plugin does. In "nft-handoff" mode it
-// then hands them to knit-plugin's closer (closerEnv names the binary)
-// through nft.HandOff before exiting, as knit's plugins do after writing
-// their answer, so the row includes starting the closer.
-const (
-	exitChildEnv = "KNIT_BENCH_EXIT_CHILD"
-	closerEnv    = "KNIT_BENCH_CLOSER"
-)
+// then hands them to a forked closer (nft.ForkCloser) through nft.HandOff
+// before exiting, as knit-plugin does after writing its answer, so the row
+// includes starting the closer.
+const exitChildEnv = "KNIT_BENCH_EXIT_CHILD"
 
 // exitChild is the child's side; it never returns.
 func exitChild(mode string) {
@@ -36,9 +32,8 @@ func exitChild(mode string) {
 	}
 	fmt.Println("done")
 	if mode == "nft-handoff" {
-		closer := os.Getenv(closerEnv)
 		nft.SetHandOff(func(fds []int) error {
-			_, err := nft.StartCloser(closer, nil, fds)
+			_, err := nft.ForkCloser(fds)
 			return err
 		})
 		if err := nft.HandOff(); err != nil {
@@ -60,7 +55,7 @@ func (h *host) exitWait(mode string) (float64, error) {
 	var d time.Duration
 	err = netns.Do(h.path, func() error {
 		cmd := exec.Command(self)
-		cmd.Env = append(os.Environ(), exitChildEnv+"="+mode, closerEnv+"="+filepath.Join(h.suite.dir, "knit-plugin"))
+		cmd.Env = append(os.Environ(), exitChildEnv+"="+mode)
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			return err

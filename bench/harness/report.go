@@ -173,7 +173,7 @@ func (r *results) markdown(plotName string) string {
 		p("| … then closing its nftables sockets | %s |\n", cell(f.masqDelClose, 2))
 		p("| a Go process's exit: from its last output to being reaped | %s |\n", cell(f.exitPlain, 2))
 		p("| the same after one nftables change with the sockets left open (as a plugin exits) | %s |\n", cell(f.exitAfterNft, 2))
-		p("| the same, handing the sockets to knit-plugin's closer after the output (nft.HandOff, as knit's plugins do) | %s |\n", cell(f.exitHandOff, 2))
+		p("| the same, handing the sockets to a forked closer after the output (nft.HandOff + nft.ForkCloser, as knit's plugins do) | %s |\n", cell(f.exitHandOff, 2))
 		p("| fork + exec + wait of /bin/true | %s |\n", cell(f.execTrue, 2))
 		p("| exec of knit-plugin (VERSION): a Go plugin's start-up | %s |\n", cell(f.execPlugin, 2))
 		p("| cnitool ADD of the loopback-only network with knit (runtime + one plugin exec) | %s |\n\n", cell(f.execCnitool, 2))

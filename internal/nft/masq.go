@@ -43,7 +43,7 @@
 //
 // Releasing a netfilter socket after a change also waits for RCU; a plugin
 // hands its sockets to a detached closer process instead (HandOff, Detach,
-// StartCloser in detach.go and closer.go) and exits at once.
+// ForkCloser in detach.go and fork_linux.go) and exits at once.
 package nft
 
 import (
