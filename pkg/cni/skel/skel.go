@@ -294,11 +294,49 @@ func versionAnswer(info Info, stdin io.Reader) ([]byte, error) {
 			v = in.CNIVersion
 		}
 	}
-	out, err := json.Marshal(cni.VersionInfo{CNIVersion: v, SupportedVersions: info.Versions})
-	if err != nil {
-		return nil, err
+	return appendVersionInfo(nil, v, info.Versions)
+}
+
+// appendVersionInfo appends the VERSION answer and a newline to b: the JSON
+// of cni.VersionInfo, written directly when every string is a plain version
+// token (the usual case; it spares a short-lived process the reflection
+// behind json.Marshal), through json.Marshal otherwise.
+func appendVersionInfo(b []byte, v string, supported []string) ([]byte, error) {
+	plain := plainToken(v)
+	for _, s := range supported {
+		plain = plain && plainToken(s)
 	}
-	return append(out, '\n'), nil
+	if !plain || supported == nil {
+		out, err := json.Marshal(cni.VersionInfo{CNIVersion: v, SupportedVersions: supported})
+		if err != nil {
+			return nil, err
+		}
+		return append(append(b, out...), '\n'), nil
+	}
+	b = append(b, `{"cniVersion":"`...)
+	b = append(b, v...)
+	b = append(b, `","supportedVersions":[`...)
+	for i, s := range supported {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, s...)
+		b = append(b, '"')
+	}
+	return append(b, "]}\n"...), nil
+}
+
+// plainToken reports whether s needs no JSON escaping and no HTML-safe
+// rewriting: letters, digits, '.', '-' and '_'.
+func plainToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // isTerminal reports whether r is a character device such as a terminal.

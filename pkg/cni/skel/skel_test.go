@@ -554,3 +554,34 @@ func TestCommandsReachThePlugin(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendVersionInfo: the directly written VERSION answer is byte for byte
+// what json.Marshal writes, for plain version tokens and for strings that
+// need escaping (which take json.Marshal's path).
+func TestAppendVersionInfo(t *testing.T) {
+	tests := []struct {
+		v         string
+		supported []string
+	}{
+		{"1.1.0", cni.AllVersions},
+		{"0.4.0", []string{"0.3.1", "0.4.0"}},
+		{"1.0.0", []string{}},
+		{"1.0.0", nil},
+		{"1.0.0-rc_1", []string{"1.0.0-rc_1", "A.b"}},
+		{`1"0`, []string{"1.0.0"}},
+		{"1.0.0", []string{"<1.0.0>", "é", "a\\b", "tab\t"}},
+	}
+	for _, tt := range tests {
+		want, err := json.Marshal(cni.VersionInfo{CNIVersion: tt.v, SupportedVersions: tt.supported})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := appendVersionInfo([]byte("prefix:"), tt.v, tt.supported)
+		if err != nil {
+			t.Fatalf("%q %q: %v", tt.v, tt.supported, err)
+		}
+		if string(got) != "prefix:"+string(want)+"\n" {
+			t.Errorf("%q %q:\n got %s\nwant %s", tt.v, tt.supported, got, want)
+		}
+	}
+}
