@@ -131,8 +131,9 @@ func (l *lab) measureSingle(ss []suite, nets []network, samples, reps int) (map[
 
 // scalePoint is ADD/DEL latency with a number of containers attached.
 type scalePoint struct {
-	attached int
-	add, del []float64
+	attached           int
+	add, del           []float64
+	floorAdd, floorDel []float64 // the in-process floor at this level (scalefloor.go)
 }
 
 // measureScale attaches containers to one bridge+portmap network per suite,
@@ -188,14 +189,24 @@ func (l *lab) measureScale(ss []suite, n network, levels []int, samples, workers
 				return nil, err
 			}
 			p := scalePoint{attached: level}
+			fl, err := scaleFloorFor(cur.s, cur.h)
+			if err != nil {
+				closeContainers(probe)
+				return nil, err
+			}
 			for _, c := range probe {
 				d, err := cur.h.run("add", c)
+				if err == nil {
+					p.add = append(p.add, ms(d))
+					err = fl.floorSample(&p) // one floor sample after each probe ADD
+				}
 				if err != nil {
+					fl.close()
 					closeContainers(probe)
 					return nil, err
 				}
-				p.add = append(p.add, ms(d))
 			}
+			fl.close()
 			for _, c := range probe {
 				d, err := cur.h.run("del", c)
 				if err != nil {

@@ -247,6 +247,9 @@ func (r *results) write(dir string, final bool) error {
 			}
 			add, del = append(add, a), append(del, d)
 		}
+		if a, d, ok := floorSeries(r.scale[floorSuite]); ok {
+			add, del = append(add, a), append(del, d)
+		}
 		title := "latency with n containers attached: " + r.scaleNet.label
 		err := writePlot(filepath.Join(dir, plotName), title, []panel{
 			{title: "ADD", xlabel: "containers attached (log)", ylabel: "median ms", series: add},

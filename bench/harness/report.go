@@ -141,7 +141,7 @@ func (r *results) markdown(plotName string) string {
 	if r.scale != nil {
 		p("## Scale: ADD / DEL latency with N containers already attached to one %s network, ms: median (p90)\n\n", r.scaleNet.label)
 		p("![scale curve](%s)\n\n", plotName)
-		p("| attached | knit ADD | deb ADD | new ADD | knit DEL | deb DEL | new DEL | new ÷ knit ADD |\n|---|---|---|---|---|---|---|---|\n")
+		p("| attached | knit ADD | deb ADD | new ADD | floor ADD | knit DEL | deb DEL | new DEL | floor DEL | new ÷ knit ADD |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for i, pt := range r.scale["knit"] {
 			at := func(s string) *scalePoint {
 				if ps := r.scale[s]; i < len(ps) {
@@ -149,8 +149,8 @@ func (r *results) markdown(plotName string) string {
 				}
 				return &scalePoint{}
 			}
-			p("| %d | %s | %s | %s | %s | %s | %s | %s |\n", pt.attached, cell(pt.add, 1), cell(at("deb").add, 1), cell(at("new").add, 1),
-				cell(pt.del, 1), cell(at("deb").del, 1), cell(at("new").del, 1), ratio(median(at("new").add), median(pt.add)))
+			p("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", pt.attached, cell(pt.add, 1), cell(at("deb").add, 1), cell(at("new").add, 1), cell(pt.floorAdd, 2),
+				cell(pt.del, 1), cell(at("deb").del, 1), cell(at("new").del, 1), cell(pt.floorDel, 2), ratio(median(at("new").add), median(pt.add)))
 		}
 		for _, s := range r.suites {
 			if ps := r.scale[s.name]; len(ps) > 1 {
@@ -158,7 +158,7 @@ func (r *results) markdown(plotName string) string {
 				p("\n%s: ADD at %d ÷ ADD at %d = %.2f; DEL %.2f.", s.name, last.attached, first.attached, median(last.add)/median(first.add), median(last.del)/median(first.del))
 			}
 		}
-		p("\n\n")
+		p("\n\n%s\n", r.scaleGrowth())
 	}
 
 	if r.floor != nil {
