@@ -25,6 +25,7 @@ import (
 	"strings"
 
 	"github.com/knit-cni/knit/internal/ipcfg"
+	"github.com/knit-cni/knit/internal/link"
 	"github.com/knit-cni/knit/internal/nft"
 	"github.com/knit-cni/knit/internal/sysctl"
 	"github.com/knit-cni/knit/pkg/cni"
@@ -184,7 +185,10 @@ func (Plugin) Add(ctx context.Context, req *skel.Request) (*cni.Result, error) {
 
 // enableLocalnet sets route_localnet=1 on the host interface routing to the
 // container's IPv4 address, as the reference does: without it the kernel
-// drops 127.0.0.1-sourced packets DNATed toward the container.
+// drops 127.0.0.1-sourced packets DNATed toward the container. The value is
+// read over netlink (a /proc/sys lookup costs more the more namespaces the
+// machine has) and written through /proc/sys only when it is not yet 1: the
+// kernel flushes the route cache on that write, which netlink would not.
 func enableLocalnet(addrs []net.IPNet) error {
 	for _, a := range addrs {
 		if a.IP.To4() == nil {
@@ -198,6 +202,9 @@ func enableLocalnet(addrs []net.IPNet) error {
 		if err != nil {
 			return cni.NewError(cni.ErrInternal, "cannot find the host interface toward "+a.IP.String(), err.Error())
 		}
+		if localnetSet(l) {
+			return nil
+		}
 		name := l.Attrs().Name
 		if _, err := sysctl.Set(sysctl.IfaceKey("ipv4", "conf", name, "route_localnet"), "1"); err != nil {
 			return cni.NewError(cni.ErrInternal, "cannot enable localhost access to mapped ports", err.Error())
@@ -205,6 +212,19 @@ func enableLocalnet(addrs []net.IPNet) error {
 		return nil
 	}
 	return nil
+}
+
+// localnetSet reports whether l's route_localnet is already 1 (false when
+// it cannot tell).
+func localnetSet(l netlink.Link) bool {
+	id, _ := link.IPv4ConfID("route_localnet")
+	ns, err := link.Current()
+	if err != nil {
+		return false
+	}
+	defer ns.Close()
+	conf, err := link.IPv4Conf(ns, l)
+	return err == nil && conf[id] == 1
 }
 
 // Del removes this attachment's mappings. Like the reference, a DEL
