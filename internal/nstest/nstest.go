@@ -116,6 +116,7 @@ func buildInto(dir string) error {
 	bin := filepath.Join(dir, "knit-plugin")
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/knit-plugin")
 	cmd.Dir = repoRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as the Makefile builds it
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/knit-plugin: %v\n%s", err, out)
 	}

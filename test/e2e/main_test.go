@@ -171,6 +171,9 @@ func buildBinaries(dir string) error {
 	for _, b := range builds {
 		cmd := exec.Command("go", b...)
 		cmd.Dir = root
+		if strings.HasSuffix(b[len(b)-1], "knit-plugin") {
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as the Makefile builds it
+		}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go %s: %w\n%s", strings.Join(b, " "), err, out)
 		}
