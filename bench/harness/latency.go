@@ -182,6 +182,7 @@ func (l *lab) measureScale(ss []suite, n network, levels []int, samples, workers
 					return nil, fmt.Errorf("filling %s to %d: %w", cur.s.name, level, err)
 				}
 				logf("scale %-5s filled to %d in %.1f s", cur.s.name, level, time.Since(t).Seconds())
+				time.Sleep(fillSettle) // see scalefloor.go
 			}
 			settle()
 			probe, err := cur.h.newContainers(samples, 0)
