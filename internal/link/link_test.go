@@ -194,3 +194,35 @@ func TestRandomMAC(t *testing.T) {
 		t.Errorf("%s is not a unicast locally administered address", m)
 	}
 }
+
+// HostNoLinkLocal leaves the host end without an IPv6 address once up;
+// without it the kernel gives the host end its link-local address.
+func TestCreateVethHostNoLinkLocal(t *testing.T) {
+	host, cont := openPair(t)
+	v6 := func(l netlink.Link) int {
+		addrs, err := host.Handle.AddrList(l, netlink.FAMILY_V6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(addrs)
+	}
+	p, err := CreateVeth(host, cont, Veth{ContainerName: "eth0", HostUp: true, HostNoLinkLocal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := CreateVeth(host, cont, Veth{ContainerName: "eth1", HostUp: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []netlink.Link{p.Container, q.Container} {
+		if err := cont.Handle.LinkSetUp(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := v6(q.Host); n != 1 {
+		t.Fatalf("plain host end has %d IPv6 addresses, want its link-local (is IPv6 off in this kernel?)", n)
+	}
+	if n := v6(p.Host); n != 0 {
+		t.Errorf("host end with HostNoLinkLocal has %d IPv6 addresses, want 0", n)
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/knit-cni/knit/internal/netns"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
 
@@ -51,6 +52,12 @@ type Veth struct {
 	ContainerMAC net.HardwareAddr
 	// HostUp brings the host end up after creation.
 	HostUp bool
+	// HostNoLinkLocal keeps the host end from generating an IPv6
+	// link-local address (addrgenmode none), for a port that only
+	// switches frames (a bridge port): no address, route, DAD or MLD
+	// traffic per container on the host, whose IPv6 route walk on every
+	// interface removal then stays short.
+	HostNoLinkLocal bool
 }
 
 // VethPair is the result of CreateVeth.
@@ -118,6 +125,14 @@ func finishVeth(host, cont *Namespace, v Veth, hostName string) (*VethPair, erro
 	if err != nil {
 		cleanupVeth(cont, v.ContainerName)
 		return nil, fmt.Errorf("looking up new host veth %s: %w", hostName, err)
+	}
+	if v.HostNoLinkLocal {
+		// Before up, when the kernel would generate the address. A kernel
+		// without IPv6 has nothing to turn off.
+		if err := host.Handle.LinkSetIP6AddrGenMode(hl, nl.IN6_ADDR_GEN_MODE_NONE); err != nil && !errors.Is(err, unix.EAFNOSUPPORT) {
+			cleanupVeth(cont, v.ContainerName)
+			return nil, fmt.Errorf("turning off IPv6 link-local addressing on host veth %s: %w", hostName, err)
+		}
 	}
 	if v.HostUp {
 		if err := host.Handle.LinkSetUp(hl); err != nil {
