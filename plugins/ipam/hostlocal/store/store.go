@@ -8,7 +8,10 @@
 //
 // knit adds one thing beside it, which the reference never reads:
 //
-//	<dataDir>/.knit/<network>/<ip>~<containerID>~<ifname>   empty "owner hint" files
+//	<dataDir>/.knit/<network>/<ip>~<containerID>~<ifname>   "owner hint" files
+//
+// (An allocation knit makes has its hint as a second name of its address
+// file: one inode. Hints knit adds for other files are empty.)
 //
 // Hints let ADD learn who owns which address from directory names alone, so
 // an ADD reads file contents only for addresses without a single hint (files
@@ -17,13 +20,16 @@
 // address file, and a hint whose address file is gone is removed.
 //
 // Crash safety. Every writer holds the lock, so whatever a writer leaves
-// half-done is garbage to the next one. Reserve writes the hint first, then
-// the owner into a temporary file beside the hints, then links that file to
-// the address's name (link fails if the name exists, like O_EXCL), so an
-// address file is never torn and always has its hint: a plugin killed at any
-// point leaves a stale hint (removed by the next Scan), a temporary file
-// (removed by the next Scan) or a complete allocation its owner's DEL finds.
-// last_reserved_ip.N is replaced by rename, never truncated.
+// half-done is garbage to the next one. Reserve writes the owner into the
+// hint first, then links the hint to the address's name (link fails if the
+// name exists, like O_EXCL), so an address file is never torn and always
+// has its hint: a plugin killed at any point leaves a stale hint (removed
+// by the next Scan) or a complete allocation its owner's DEL finds. Where
+// the hint cannot be written (no hint directory, a name over 255 bytes) the
+// file is written beside the hints and linked into place, as before hints
+// carried content; a temporary file left by a crash is removed by the next
+// Scan. last_reserved_ip.N is written in place, as the reference does: it
+// only says where the next search starts, and a torn one reads as absent.
 //
 // Boots. The hint directory also holds "boot_id", the kernel boot id
 // (/proc/sys/kernel/random/boot_id) of the last operation on the network.
@@ -71,7 +77,7 @@ const (
 const BootIDPath = "/proc/sys/kernel/random/boot_id"
 
 // StepHook, when set, is called at each step of Reserve with the step's name
-// ("hint", "temp", "link", "last"). Only fault-injection tests set it, to
+// ("hint", "temp" on the fallback path, "link", "last"). Only fault-injection tests set it, to
 // widen the window between steps; it is nil in the plugin.
 var StepHook func(step string)
 
@@ -347,21 +353,53 @@ func (s *Store) Reserve(a netip.Addr, owner Owner, setIndex int) (bool, error) {
 		return false, nil
 	}
 	hint := Hint{Addr: a, Owner: owner}
-	s.AddHint(hint)
-	Step("hint")
-	ok, err := s.create(path, owner.Format())
+	ok, err := s.createFromHint(hint, path, owner.Format())
 	if !ok || err != nil {
 		s.RemoveHint(hint)
 		return false, err
 	}
 	Step("link")
+	// Written in place, as the reference does: it only says where the next
+	// search starts, and a torn one (a crash mid-write) reads as absent, so
+	// the atomic replace (a temporary file, its mode, a rename: two more
+	// inode operations on every ADD) buys nothing here.
 	last := filepath.Join(s.dir, LastReservedPrefix+strconv.Itoa(setIndex))
-	if err := s.replaceFile(last, a.String()); err != nil {
+	if err := writeInPlace(last, a.String()); err != nil {
 		s.Release(a, []Owner{owner})
 		return false, ioErr("cannot write "+last, err)
 	}
 	Step("last")
 	return true, nil
+}
+
+// createFromHint writes the hint with content and links it into place as
+// path: the address file and its hint are one inode, made whole before
+// path exists, so the file is never seen torn and an ADD creates one inode
+// (a crash before the link leaves a stale hint, which the next scan
+// removes). Without a usable hint it writes an empty hint, when it can, and
+// creates path as create does. It reports false, nil if path exists.
+func (s *Store) createFromHint(h Hint, path, content string) (bool, error) {
+	name := h.name()
+	if s.hints == "" || h.Owner.IfName == "" || len(name) > 255 {
+		s.AddHint(h)
+		Step("hint")
+		return s.create(path, content)
+	}
+	hp := filepath.Join(s.hints, name)
+	err := writeInPlace(hp, content)
+	Step("hint")
+	if err == nil {
+		err = os.Link(hp, path)
+		if errors.Is(err, os.ErrExist) {
+			return false, nil
+		}
+		if err == nil {
+			return true, nil
+		}
+	}
+	slog.Debug("host-local: cannot link the address file from its hint; writing it directly", "path", path, "err", err)
+	s.AddHint(h)
+	return s.create(path, content)
 }
 
 // create makes path with content, failing (false, nil) if it exists. The
@@ -400,6 +438,22 @@ func (s *Store) create(path, content string) (bool, error) {
 		return false, ioErr("cannot write the address file "+path, err)
 	}
 	return true, nil
+}
+
+// writeInPlace writes content over path, mode 0644 whatever the umask.
+func writeInPlace(path, content string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	err = f.Chmod(0o644)
+	if err == nil {
+		_, err = f.WriteString(content)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // writeTemp writes content to a new temporary file in the hint directory.

@@ -59,6 +59,25 @@ func TestReserveLayout(t *testing.T) {
 	if got := names(t, filepath.Join(data, HintDir, "net")); !reflect.DeepEqual(got, []string{"10.0.0.7~cid~eth0", "2001:db8::7~cid~eth0"}) {
 		t.Errorf("hints %v", got)
 	}
+	// One inode per allocation: the hint is the address file's second name.
+	fi, err1 := os.Stat(filepath.Join(dir, "10.0.0.7"))
+	hi, err2 := os.Stat(filepath.Join(data, HintDir, "net", "10.0.0.7~cid~eth0"))
+	if err1 != nil || err2 != nil || !os.SameFile(fi, hi) || fi.Mode().Perm() != 0o644 {
+		t.Errorf("address file and hint: %v %v, same file %v, mode %v", err1, err2, err1 == nil && err2 == nil && os.SameFile(fi, hi), fi.Mode())
+	}
+	// A crash between the hint and the link leaves a hint with content and
+	// no address file: the next scan drops it, and the address is free.
+	stale := filepath.Join(data, HintDir, "net", "10.0.0.9~dead~eth0")
+	if err := os.WriteFile(stale, []byte("dead\r\neth0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, taken := snap.Allocated[netip.MustParseAddr("10.0.0.9")]; taken || len(snap.StaleHints) != 1 {
+		t.Errorf("after a crash before the link: allocated %v, stale hints %v", snap.Allocated, snap.StaleHints)
+	}
 	if last, ok := s.LastReserved(1); !ok || last != a6 {
 		t.Errorf("LastReserved(1) = %v %v", last, ok)
 	}
