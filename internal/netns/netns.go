@@ -9,6 +9,7 @@ package netns
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -27,6 +28,9 @@ type NotExistError struct{ Path string }
 func (e *NotExistError) Error() string {
 	return fmt.Sprintf("network namespace %q does not exist", e.Path)
 }
+
+// Is makes errors.Is(err, fs.ErrNotExist) true for a missing namespace.
+func (e *NotExistError) Is(target error) bool { return target == fs.ErrNotExist }
 
 // IsNotExist reports whether err says the namespace does not exist.
 func IsNotExist(err error) bool {

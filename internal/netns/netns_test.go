@@ -1,6 +1,8 @@
 package netns
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -8,8 +10,8 @@ import (
 
 func TestOpenRefusesWhatIsNoNamespace(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "gone")
-	if _, err := Open(missing); !IsNotExist(err) {
-		t.Errorf("Open(missing) = %v; want a NotExistError", err)
+	if _, err := Open(missing); !IsNotExist(err) || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Open(missing) = %v; want a NotExistError that is fs.ErrNotExist", err)
 	}
 	plain := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(plain, nil, 0o600); err != nil {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 )
 
 // Error codes reserved by the specification (0–99). Plugins use 100 and up.
@@ -35,6 +36,22 @@ type Error struct {
 // NewError returns an error object with the given code, message and details.
 func NewError(code uint, msg, details string) *Error {
 	return &Error{Code: code, Msg: msg, Details: details}
+}
+
+// NetNSError is the error for a CNI_NETNS a plugin cannot use: code 4
+// (invalid necessary environment variable) whether the path is missing
+// (errors.Is fs.ErrNotExist), is not a network namespace or cannot be
+// opened, with the cause in the details.
+func NetNSError(path string, err error) *Error {
+	msg := fmt.Sprintf("cannot open network namespace %q", path)
+	if errors.Is(err, fs.ErrNotExist) {
+		msg = fmt.Sprintf("network namespace %q does not exist", path)
+	}
+	details := ""
+	if err != nil {
+		details = err.Error()
+	}
+	return NewError(ErrInvalidEnvironmentVariables, msg, details)
 }
 
 // Errorf returns an error object with the given code and a formatted message.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"strings"
 	"testing"
 
 	reftypes "github.com/containernetworking/cni/pkg/types"
@@ -126,5 +128,18 @@ func TestFirstError(t *testing.T) {
 	}
 	if e := cni.AsError(cni.FirstError(link, masq), 0); e.Code != cni.ErrInternal || e.Msg != "cannot delete eth0" || e.Details != "also: cannot remove masquerading" {
 		t.Errorf("plain first error: %+v", e)
+	}
+}
+
+// NetNSError gives code 4 and names the path, telling a missing namespace
+// from one that cannot be opened.
+func TestNetNSError(t *testing.T) {
+	missing := cni.NetNSError("/run/netns/gone", fmt.Errorf("opening: %w", fs.ErrNotExist))
+	if missing.Code != cni.ErrInvalidEnvironmentVariables || missing.Msg != `network namespace "/run/netns/gone" does not exist` || !strings.Contains(missing.Details, "opening") {
+		t.Errorf("missing namespace: %+v", missing)
+	}
+	bad := cni.NetNSError("/tmp/x", errors.New("not a network namespace"))
+	if bad.Code != cni.ErrInvalidEnvironmentVariables || bad.Msg != `cannot open network namespace "/tmp/x"` || bad.Details != "not a network namespace" {
+		t.Errorf("unusable namespace: %+v", bad)
 	}
 }

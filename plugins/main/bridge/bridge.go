@@ -216,7 +216,7 @@ func (Plugin) Add(ctx context.Context, req *skel.Request) (_ *cni.Result, retErr
 func openNetns(path string) (*link.Namespace, error) {
 	ns, err := link.Open(path)
 	if err != nil {
-		return nil, cni.NewError(cni.ErrInvalidEnvironmentVariables, fmt.Sprintf("cannot open network namespace %q", path), err.Error())
+		return nil, cni.NetNSError(path, err)
 	}
 	return ns, nil
 }

@@ -87,7 +87,7 @@ func (Plugin) Add(ctx context.Context, req *skel.Request) (_ *cni.Result, retErr
 	defer host.Close()
 	cont, err := link.Open(req.Netns)
 	if err != nil {
-		return nil, cni.NewError(cni.ErrInvalidEnvironmentVariables, fmt.Sprintf("cannot open network namespace %q", req.Netns), err.Error())
+		return nil, cni.NetNSError(req.Netns, err)
 	}
 	defer cont.Close()
 
@@ -335,7 +335,7 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 	defer host.Close()
 	cont, err := link.Open(req.Netns)
 	if err != nil {
-		return cni.NewError(cni.ErrInvalidEnvironmentVariables, fmt.Sprintf("cannot open network namespace %q", req.Netns), err.Error())
+		return cni.NetNSError(req.Netns, err)
 	}
 	defer cont.Close()
 

@@ -54,7 +54,7 @@ func hostVeth(req *skel.Request) (host *link.Namespace, veth netlink.Link, err e
 		if netns.IsNotExist(err) {
 			return nil, nil, err
 		}
-		return nil, nil, cni.NewError(cni.ErrInvalidNetNS, fmt.Sprintf("cannot open network namespace %q", req.Netns), err.Error())
+		return nil, nil, cni.NetNSError(req.Netns, err)
 	}
 	defer cont.Close()
 	cl, err := cont.Handle.LinkByName(req.IfName)
@@ -94,7 +94,7 @@ func (Plugin) Add(ctx context.Context, req *skel.Request) (_ *cni.Result, retErr
 	host, veth, err := hostVeth(req)
 	if err != nil {
 		if netns.IsNotExist(err) {
-			return nil, cni.NewError(cni.ErrInvalidNetNS, fmt.Sprintf("network namespace %q does not exist", req.Netns), "")
+			return nil, cni.NetNSError(req.Netns, err)
 		}
 		return nil, err
 	}
@@ -215,7 +215,7 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 	host, veth, err := hostVeth(req)
 	if err != nil {
 		if netns.IsNotExist(err) {
-			return cni.NewError(cni.ErrInvalidNetNS, fmt.Sprintf("network namespace %q does not exist", req.Netns), "")
+			return cni.NetNSError(req.Netns, err)
 		}
 		return err
 	}

@@ -219,12 +219,12 @@ func (Plugin) Add(ctx context.Context, req *skel.Request) (_ *cni.Result, retErr
 	}
 	unlock, err := lockNetns(req.Netns)
 	if err != nil {
-		return nil, cni.NewError(cni.ErrInvalidNetNS, fmt.Sprintf("cannot open network namespace %q", req.Netns), err.Error())
+		return nil, cni.NetNSError(req.Netns, err)
 	}
 	defer unlock()
 	cont, err := link.Open(req.Netns)
 	if err != nil {
-		return nil, cni.NewError(cni.ErrInvalidNetNS, fmt.Sprintf("cannot open network namespace %q", req.Netns), err.Error())
+		return nil, cni.NetNSError(req.Netns, err)
 	}
 	defer cont.Close()
 	l, err := cont.Handle.LinkByName(req.IfName)
@@ -325,7 +325,7 @@ func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil
 		}
-		return cni.NewError(cni.ErrInvalidNetNS, fmt.Sprintf("cannot open network namespace %q", req.Netns), err.Error())
+		return cni.NetNSError(req.Netns, err)
 	}
 	defer unlock()
 	cont, err := link.Open(req.Netns)
@@ -333,7 +333,7 @@ func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 		if netns.IsNotExist(err) {
 			return nil
 		}
-		return cni.NewError(cni.ErrInvalidNetNS, fmt.Sprintf("cannot open network namespace %q", req.Netns), err.Error())
+		return cni.NetNSError(req.Netns, err)
 	}
 	defer cont.Close()
 	h := cont.Handle
@@ -430,7 +430,7 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 	}
 	cont, err := link.Open(req.Netns)
 	if err != nil {
-		return cni.NewError(cni.ErrInvalidNetNS, fmt.Sprintf("cannot open network namespace %q", req.Netns), err.Error())
+		return cni.NetNSError(req.Netns, err)
 	}
 	defer cont.Close()
 	h := cont.Handle

@@ -46,7 +46,7 @@ func openLink(req *skel.Request) (*link.Namespace, netlink.Link, error) {
 		if netns.IsNotExist(err) {
 			return nil, nil, err
 		}
-		return nil, nil, cni.NewError(cni.ErrInvalidNetNS, fmt.Sprintf("cannot open network namespace %q", req.Netns), err.Error())
+		return nil, nil, cni.NetNSError(req.Netns, err)
 	}
 	l, err := cont.Handle.LinkByName(req.IfName)
 	if err != nil {
@@ -81,7 +81,7 @@ func (Plugin) Add(ctx context.Context, req *skel.Request) (_ *cni.Result, retErr
 	cont, l, err := openLink(req)
 	if err != nil {
 		if netns.IsNotExist(err) {
-			return nil, cni.NewError(cni.ErrInvalidNetNS, fmt.Sprintf("network namespace %q does not exist", req.Netns), "")
+			return nil, cni.NetNSError(req.Netns, err)
 		}
 		return nil, err
 	}
@@ -296,7 +296,7 @@ func (Plugin) Del(ctx context.Context, req *skel.Request) error {
 					rerr.Error()+" (the saved values stay in "+file+" for another DEL)")
 			}
 		case !netns.IsNotExist(err):
-			return cni.NewError(cni.ErrInvalidNetNS, fmt.Sprintf("cannot open network namespace %q", req.Netns), err.Error())
+			return cni.NetNSError(req.Netns, err)
 		}
 	}
 	if err := os.Remove(file); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -318,7 +318,7 @@ func (Plugin) Check(ctx context.Context, req *skel.Request) error {
 	cont, l, err := openLink(req)
 	if err != nil {
 		if netns.IsNotExist(err) {
-			return cni.NewError(cni.ErrInvalidNetNS, fmt.Sprintf("network namespace %q does not exist", req.Netns), "")
+			return cni.NetNSError(req.Netns, err)
 		}
 		return err
 	}

@@ -258,6 +258,19 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}
 }
 
+// A CNI_NETNS that does not exist is code 4 and names the path, as in
+// every knit plugin.
+func TestMissingNetnsIsCode4(t *testing.T) {
+	l := newLab(t, nstest.Plugins(t))
+	gone := filepath.Join(t.TempDir(), "gone")
+	env := map[string]string{"CNI_CONTAINERID": l.container, "CNI_NETNS": gone, "CNI_IFNAME": "eth0"}
+	r := nstest.Exec(t, l.host, l.plugins, "tuning", "ADD", env, l.conf(map[string]any{"mtu": 1300}))
+	var e cni.Error
+	if r.ExitCode == 0 || json.Unmarshal(r.Stdout, &e) != nil || e.Code != cni.ErrInvalidEnvironmentVariables || !strings.Contains(e.Msg, gone) {
+		t.Errorf("ADD with a missing netns: exit %d %s; want code 4 naming %s", r.ExitCode, r.Stdout, gone)
+	}
+}
+
 func TestDelWithoutNetnsAndGC(t *testing.T) {
 	l := newLab(t, nstest.Plugins(t))
 	conf := l.conf(map[string]any{"mtu": 1400})

@@ -74,7 +74,7 @@ func parseConfig(stdin []byte) (*Config, error) {
 func openNetns(path string) (*link.Namespace, error) {
 	ns, err := link.Open(path)
 	if err != nil {
-		return nil, cni.NewError(cni.ErrInvalidEnvironmentVariables, fmt.Sprintf("cannot open network namespace %q", path), err.Error())
+		return nil, cni.NetNSError(path, err)
 	}
 	return ns, nil
 }
@@ -342,7 +342,7 @@ func (Plugin) Del(_ context.Context, req *skel.Request) error {
 		if netns.IsNotExist(err) {
 			return nil
 		}
-		return cni.NewError(cni.ErrInvalidEnvironmentVariables, fmt.Sprintf("cannot open network namespace %q", req.Netns), err.Error())
+		return cni.NetNSError(req.Netns, err)
 	}
 	defer ns.Close()
 	vrf, err := findVRF(ns, conf.VRFName)

@@ -67,7 +67,7 @@ func Open(req *skel.Request) (*Attachment, error) {
 	cont, err := link.Open(req.Netns)
 	if err != nil {
 		host.Close()
-		return nil, cni.NewError(cni.ErrInvalidEnvironmentVariables, fmt.Sprintf("cannot open network namespace %q", req.Netns), err.Error())
+		return nil, cni.NetNSError(req.Netns, err)
 	}
 	return &Attachment{Req: req, Host: host, Cont: cont}, nil
 }
