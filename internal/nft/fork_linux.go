@@ -42,8 +42,9 @@ import (
 //
 // When it exits. The parent keeps its end of the report socket
 // (close-on-exec) until it exits; the child polls its end until that EOF,
-// at most closerMaxWait, then exits, and its exit drops the last references
-// to the sockets, where the kernel's wait happens.
+// at most closerMaxWait, sleeps closerLinger (see there), then exits, and
+// its exit drops the last references to the sockets, where the kernel's
+// wait happens.
 //
 // Who reaps it. While the parent lives, the child is the parent's: a
 // long-lived caller must reap it (wait4 on the returned PID) once it has
@@ -64,6 +65,7 @@ type closerPlan struct {
 	moved            []uintptr     // scratch: fds moved above the fixed slots
 	limit            uintptr       // highest descriptor to close if close_range is missing
 	timeout          unix.Timespec // closerMaxWait; ppoll updates it
+	linger           unix.Timespec // closerLinger
 	poll             unix.PollFd
 	report           [2]byte // 0, 0 or the failed step and its errno
 }
@@ -105,6 +107,7 @@ func ForkCloser(fds []int) (int, error) {
 		moved:   make([]uintptr, len(fds)),
 		limit:   descriptorLimit(),
 		timeout: unix.NsecToTimespec(closerMaxWait.Nanoseconds()),
+		linger:  unix.NsecToTimespec(closerLinger.Nanoseconds()),
 		poll:    unix.PollFd{Fd: 3, Events: unix.POLLIN},
 	}
 	if runtime.GOARCH == "s390x" {
@@ -268,6 +271,8 @@ func forkCloser(p *closerPlan) (pid uintptr, err syscall.Errno) {
 			break
 		}
 	}
+	// closerLinger more (see there); an interrupted sleep just ends early.
+	syscall.RawSyscall(unix.SYS_NANOSLEEP, uintptr(unsafe.Pointer(&p.linger)), 0, 0)
 	syscall.RawSyscall(unix.SYS_EXIT_GROUP, 0, 0, 0)
 
 fail:
