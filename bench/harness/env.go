@@ -37,7 +37,7 @@ func (s suite) has(n network) bool {
 
 // network is one of the measured configurations.
 type network struct {
-	key     string   // "lo", "bridge", "ptp", "portmap"
+	key     string   // "lo", "lo2", "bridge", "ptp", "portmap"
 	label   string   // for the tables
 	types   []string // plugin types it needs
 	portmap bool     // needs a portMappings capability argument
@@ -47,6 +47,10 @@ type network struct {
 var networks = []network{
 	{key: "lo", label: "loopback only", types: []string{"loopback"},
 		conf: `{"cniVersion":"1.0.0","name":"kblo","plugins":[{"type":"loopback"}]}`},
+	// Two plugins that do (almost) nothing: cnitool's cost of a two-plugin
+	// chain, the floor under the portmap network's second exec.
+	{key: "lo2", label: "loopback, twice in a chain (two execs)", types: []string{"loopback"},
+		conf: `{"cniVersion":"1.0.0","name":"kblo2","plugins":[{"type":"loopback"},{"type":"loopback"}]}`},
 	{key: "bridge", label: "bridge + host-local + ipMasq", types: []string{"bridge", "host-local"},
 		conf: `{"cniVersion":"1.0.0","name":"kbbridge","plugins":[{"type":"bridge","bridge":"kbbr0","isGateway":true,"ipMasq":true,
  "ipam":{"type":"host-local","subnet":"10.99.0.0/16","dataDir":%q}}]}`},

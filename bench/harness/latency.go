@@ -27,6 +27,36 @@ func rotate(ss []suite, r int) []suite {
 // previous block, so it is not billed to the next suite.
 func settle() { time.Sleep(300 * time.Millisecond) }
 
+// suiteHost is one suite's host namespace for a network, with the
+// container namespaces attached to it.
+type suiteHost struct {
+	s  suite
+	h  *host
+	cs []*container
+}
+
+// openSuiteHosts makes a host namespace for every suite that has network n.
+// closeAll removes them and their containers, also after an error.
+func (l *lab) openSuiteHosts(ss []suite, n network) (hs []*suiteHost, closeAll func(), err error) {
+	closeAll = func() {
+		for _, x := range hs {
+			closeContainers(x.cs)
+			x.h.close()
+		}
+	}
+	for _, s := range ss {
+		if !s.has(n) {
+			continue
+		}
+		h, err := l.newHost(s, n)
+		if err != nil {
+			return hs, closeAll, err
+		}
+		hs = append(hs, &suiteHost{s: s, h: h})
+	}
+	return hs, closeAll, nil
+}
+
 // singleRound measures, for every suite that has network n, samples ADDs
 // then samples DELs, each in a fresh container namespace, after one untimed
 // warm-up per suite. Each suite has its own host namespace, all held at
@@ -35,28 +65,13 @@ func settle() { time.Sleep(300 * time.Millisecond) }
 // load then hits every suite alike, which blocks of one suite at a time
 // (on a shared 2-CPU machine) did not.
 func (l *lab) singleRound(ss []suite, n network, samples int) (add, del map[string][]float64, err error) {
-	type side struct {
-		s  suite
-		h  *host
-		cs []*container
+	sides, closeAll, err := l.openSuiteHosts(ss, n)
+	defer closeAll()
+	if err != nil {
+		return nil, nil, err
 	}
-	var sides []*side
-	defer func() {
-		for _, x := range sides {
-			closeContainers(x.cs)
-			x.h.close()
-		}
-	}()
-	for _, s := range ss {
-		if !s.has(n) {
-			continue
-		}
-		h, err := l.newHost(s, n)
-		if err != nil {
-			return nil, nil, err
-		}
-		x := &side{s: s, h: h}
-		sides = append(sides, x)
+	for _, x := range sides {
+		h := x.h
 		warm, err := h.newContainers(1, 999)
 		if err != nil {
 			return nil, nil, err
@@ -140,32 +155,15 @@ type scalePoint struct {
 // all suites held at once so that the measurements at each level alternate
 // between suites. At each level it times samples ADDs then their DELs.
 func (l *lab) measureScale(ss []suite, n network, levels []int, samples, workers int) (map[string][]scalePoint, error) {
-	type state struct {
-		s  suite
-		h  *host
-		cs []*container
-	}
-	var sts []*state
-	defer func() {
-		for _, st := range sts {
-			closeContainers(st.cs)
-			st.h.close()
-		}
-	}()
-	for _, s := range ss {
-		if !s.has(n) {
-			continue
-		}
-		h, err := l.newHost(s, n)
-		if err != nil {
-			return nil, err
-		}
-		sts = append(sts, &state{s: s, h: h})
+	sts, closeAll, err := l.openSuiteHosts(ss, n)
+	defer closeAll()
+	if err != nil {
+		return nil, err
 	}
 	res := map[string][]scalePoint{}
 	for li, level := range levels {
-		for _, st := range rotate(suitesOf(sts, func(x *state) suite { return x.s }), li) {
-			var cur *state
+		for _, st := range rotate(suitesOf(sts, func(x *suiteHost) suite { return x.s }), li) {
+			var cur *suiteHost
 			for _, x := range sts {
 				if x.s.name == st.name {
 					cur = x

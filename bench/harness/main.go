@@ -6,7 +6,8 @@
 //	make bench                       # builds and installs everything, then runs this
 //	go run ./bench/harness -knit DIR -new DIR -cnitool PATH [-quick] [-only single,burst,...]
 //
-// It measures single ADD/DEL latency for four networks, 200-container
+// It measures single ADD/DEL latency for five networks (one of them two
+// chained loopbacks: the floor of a two-plugin chain), 200-container
 // bursts (sequential and 8-way), ADD/DEL latency with 10, 500 and 1,000
 // containers attached to one bridge with portmap (a Linux bridge holds at
 // most 1,024 ports, so 2,000 cannot be attached to one), the no-exec floor, peak
