@@ -8,6 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/knit-cni/knit/internal/link"
 	"github.com/knit-cni/knit/internal/netns"
 	"github.com/knit-cni/knit/internal/nstest"
 )
@@ -46,4 +47,17 @@ func TestEnableLocalnet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// localnetSet reports whether l's route_localnet is already 1 (false when
+// it cannot tell).
+func localnetSet(l netlink.Link) bool {
+	id, _ := link.IPv4ConfID("route_localnet")
+	ns, err := link.Current()
+	if err != nil {
+		return false
+	}
+	defer ns.Close()
+	conf, err := link.IPv4Conf(ns, l)
+	return err == nil && conf[id] == 1
 }

@@ -30,7 +30,6 @@ import (
 	"github.com/knit-cni/knit/internal/sysctl"
 	"github.com/knit-cni/knit/pkg/cni"
 	"github.com/knit-cni/knit/pkg/cni/skel"
-	"github.com/vishvananda/netlink"
 )
 
 // Plugin implements skel.Plugin and skel.GCer.
@@ -194,15 +193,22 @@ func enableLocalnet(addrs []net.IPNet) error {
 		if a.IP.To4() == nil {
 			continue
 		}
-		routes, err := netlink.RouteGet(a.IP)
+		// One netlink socket for the route, the link and its settings.
+		ns, err := link.Current()
+		if err != nil {
+			return cni.NewError(cni.ErrInternal, "cannot open the host network namespace", err.Error())
+		}
+		defer ns.Close()
+		routes, err := ns.Handle.RouteGet(a.IP)
 		if err != nil || len(routes) == 0 {
 			return cni.NewError(cni.ErrInternal, "cannot find the host interface toward "+a.IP.String(), fmt.Sprint(err))
 		}
-		l, err := netlink.LinkByIndex(routes[0].LinkIndex)
+		l, err := ns.Handle.LinkByIndex(routes[0].LinkIndex)
 		if err != nil {
 			return cni.NewError(cni.ErrInternal, "cannot find the host interface toward "+a.IP.String(), err.Error())
 		}
-		if localnetSet(l) {
+		id, _ := link.IPv4ConfID("route_localnet")
+		if conf, err := link.IPv4Conf(ns, l); err == nil && conf[id] == 1 {
 			return nil
 		}
 		name := l.Attrs().Name
@@ -212,19 +218,6 @@ func enableLocalnet(addrs []net.IPNet) error {
 		return nil
 	}
 	return nil
-}
-
-// localnetSet reports whether l's route_localnet is already 1 (false when
-// it cannot tell).
-func localnetSet(l netlink.Link) bool {
-	id, _ := link.IPv4ConfID("route_localnet")
-	ns, err := link.Current()
-	if err != nil {
-		return false
-	}
-	defer ns.Close()
-	conf, err := link.IPv4Conf(ns, l)
-	return err == nil && conf[id] == 1
 }
 
 // Del removes this attachment's mappings. Like the reference, a DEL
