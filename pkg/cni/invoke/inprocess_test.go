@@ -171,7 +171,9 @@ func TestInProcessPanicIsAnError(t *testing.T) {
 
 func TestInProcessContextDone(t *testing.T) {
 	f := newFakeBinary(t, "builtin")
+	started := make(chan struct{})
 	f.run = func(ctx context.Context, _ string, _ []byte, _ []string, stdout, _ io.Writer) int {
+		close(started)
 		<-ctx.Done() // a plugin honouring its deadline
 		fmt.Fprintf(stdout, `{"code":%d,"msg":"interrupted"}`, cni.ErrTryAgainLater)
 		return 1
@@ -188,9 +190,14 @@ func TestInProcessContextDone(t *testing.T) {
 	if rawE == nil || err.Error() != strings.Replace(rawE.Error(), "sleeper", "builtin", 1) {
 		t.Errorf("cancelled before start: in-process %q, exec %q", err, rawE)
 	}
-	// Cancelled while running: the plugin's own error is kept.
+	// Cancelled while running: the plugin's own error is kept. (Cancelled
+	// only once the plugin runs: a cancel before the start is the case
+	// above.)
 	ctx, cancel = context.WithCancel(context.Background())
-	go cancel()
+	go func() {
+		<-started
+		cancel()
+	}()
 	_, err = f.ip.ExecPlugin(ctx, filepath.Join(f.dir, "builtin"), nil, nil)
 	if cni.Code(err) != cni.ErrTryAgainLater || len(f.ran) != 1 {
 		t.Fatalf("cancelled while running: %v", err)
