@@ -219,6 +219,12 @@ func TestCreateVethHostNoLinkLocal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The kernel adds the link-local address once the carrier is up, which
+	// linkwatch reports asynchronously: wait for the plain end's (at most
+	// 5 s), by then the other end has had the same chance.
+	for deadline := time.Now().Add(5 * time.Second); v6(q.Host) == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := v6(q.Host); n != 1 {
 		t.Fatalf("plain host end has %d IPv6 addresses, want its link-local (is IPv6 off in this kernel?)", n)
 	}
