@@ -8,24 +8,15 @@ package main
 // exec) that holds duplicates of those sockets and nothing else, and exits
 // at once; the closer releases them after the plugin is gone, where no
 // runtime waits for it.
-//
-// The binary still answers nft.CloserArg, so that a caller of
-// nft.StartCloser (the exec'd closer, which the bench harness can time
-// against the fork) may name it.
 
 import (
 	"log/slog"
-	"os"
 
 	"github.com/knit-cni/knit/internal/nft"
 	"github.com/knit-cni/knit/pkg/cni/skel"
 )
 
 func init() {
-	if len(os.Args) == 2 && os.Args[1] == nft.CloserArg {
-		nft.RunCloser()
-		os.Exit(0)
-	}
 	nft.SetHandOff(func(fds []int) error {
 		_, err := nft.ForkCloser(fds)
 		return err

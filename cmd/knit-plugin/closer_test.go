@@ -24,14 +24,13 @@ import (
 // The fake plugin: the test binary, run with these variables set, acts as a
 // plugin that changes nftables in the namespace at KNIT_CLOSER_TEST_PLUGIN
 // (serialised by the lock file KNIT_CLOSER_TEST_LOCK), holds an exclusive
-// flock on KNIT_CLOSER_TEST_HELD, hands its netfilter sockets to a closer
-// (forked, or exec'd when KNIT_CLOSER_TEST_EXEC is set), reports, and exits
+// flock on KNIT_CLOSER_TEST_HELD, hands its netfilter sockets to a forked
+// closer, reports, and exits
 // once its stdin closes, the flock and its sockets still open.
 const (
 	fakePluginEnv = "KNIT_CLOSER_TEST_PLUGIN"
 	fakeLockEnv   = "KNIT_CLOSER_TEST_LOCK"
 	fakeHeldEnv   = "KNIT_CLOSER_TEST_HELD"
-	fakeExecEnv   = "KNIT_CLOSER_TEST_EXEC"
 )
 
 func init() {
@@ -69,12 +68,7 @@ func fakePlugin(nsPath string) {
 	if err != nil || len(fds) == 0 {
 		fail("nothing to hand off:", err)
 	}
-	var pid int
-	if os.Getenv(fakeExecEnv) != "" {
-		pid, err = nft.StartCloser(os.Args[0], nil, fds)
-	} else {
-		pid, err = nft.ForkCloser(fds)
-	}
+	pid, err := nft.ForkCloser(fds)
 	if err != nil {
 		fail("starting the closer:", err)
 	}
@@ -143,28 +137,19 @@ func netlinkInodes(t *testing.T, nsPath string) []string {
 }
 
 // TestCloserTakesSocketsAndExits runs a plugin-like process that changes
-// nftables and hands off, with the forked closer knit-plugin uses and with
-// the exec'd one. While the process lives the closer holds every one of
+// nftables and hands off to the forked closer knit-plugin uses. While the
+// process lives the closer holds every one of
 // its netfilter sockets and none of its stdio or other files. Then the
 // closer is stopped (SIGSTOP) and the process exits: its output ends at
 // once, a file it held locked can be locked at once, and the netfilter
 // sockets live on in the stopped closer; continued, the closer exits and
 // the sockets are gone.
 func TestCloserTakesSocketsAndExits(t *testing.T) {
-	for _, mode := range []string{"fork", "exec"} {
-		t.Run(mode, func(t *testing.T) { testCloser(t, mode) })
-	}
-}
-
-func testCloser(t *testing.T, mode string) {
 	ns := nstest.New(t, "kcl")
 	dir := t.TempDir()
 	heldPath := filepath.Join(dir, "held")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), fakePluginEnv+"="+ns, fakeLockEnv+"="+filepath.Join(dir, "lock"), fakeHeldEnv+"="+heldPath)
-	if mode == "exec" {
-		cmd.Env = append(cmd.Env, fakeExecEnv+"=1")
-	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -221,14 +206,12 @@ func testCloser(t *testing.T, mode string) {
 			t.Errorf("closer's fd %d is the plugin's %s", fd, target)
 		}
 	}
-	if mode == "fork" {
-		ok := len(fds) == 4+len(handed) && strings.HasPrefix(fds[3], "socket:")
-		for i := range handed {
-			ok = ok && slices.Contains(handed, fds[4+i])
-		}
-		if !ok {
-			t.Errorf("forked closer holds %v; want /dev/null on 0-2, its socket on 3 and the handed sockets %v", fds, handed)
-		}
+	ok := len(fds) == 4+len(handed) && strings.HasPrefix(fds[3], "socket:")
+	for i := range handed {
+		ok = ok && slices.Contains(handed, fds[4+i])
+	}
+	if !ok {
+		t.Errorf("forked closer holds %v; want /dev/null on 0-2, its socket on 3 and the handed sockets %v", fds, handed)
 	}
 
 	// Stopped, the closer cannot exit: whatever the runtime and other

@@ -43,9 +43,8 @@ func markChanged() {
 
 // settled is the age beyond which a change has almost certainly been
 // released by the kernel (an RCU grace period takes 8–20 ms), so closing the
-// sockets costs less than a closer would (a forked one, ForkCloser: ~0.3 ms
-// on the caller's path and ~0.6 ms of CPU in all; an exec'd one, StartCloser:
-// ~1 ms and ~3.5 ms). A bridge or ptp DEL, whose veth teardown takes ~20 ms
+// sockets costs less than a closer would (ForkCloser: ~0.3 ms on the
+// caller's path and ~0.6 ms of CPU in all). A bridge or ptp DEL, whose veth teardown takes ~20 ms
 // after its nftables change, usually gets here.
 const settled = 25 * time.Millisecond
 

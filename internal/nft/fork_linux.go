@@ -49,8 +49,7 @@ import (
 // Who reaps it. While the parent lives, the child is the parent's: a
 // long-lived caller must reap it (wait4 on the returned PID) once it has
 // exited. When the parent exits, the child is reparented to the nearest
-// subreaper or to init, exactly like the exec'd closer (StartCloser) and
-// any daemonising helper. init reaps it. A runtime that made itself a
+// subreaper or to init, like any daemonising helper. init reaps it. A runtime that made itself a
 // child subreaper reaps it if it waits for any child (a wait4(-1) reaper
 // loop, as in containerd's shim); one that only waits for the PIDs it
 // started leaves it a zombie until the runtime exits.
@@ -87,8 +86,8 @@ var devNull = [...]byte{'/', 'd', 'e', 'v', '/', 'n', 'u', 'l', 'l', 0}
 // ForkCloser hands fds (closed in this process either way) to a closer
 // forked from this process (see above) and returns its PID once the closer
 // holds them and nothing else of this process. The closer holds them until
-// this process exits (at most closerMaxWait), then exits. Like StartCloser
-// it leaves the sockets' mode alone. An error means the sockets are not
+// this process exits (at most closerMaxWait), then exits. It leaves the
+// sockets' mode alone (see Detach). An error means the sockets are not
 // handed off (this process will wait for the kernel at exit).
 func ForkCloser(fds []int) (int, error) {
 	defer func() {
