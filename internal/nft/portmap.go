@@ -294,37 +294,48 @@ func (p *PortMap) Add(o Owner, addrs []net.IPNet, maps []PortMapping, opt PortMa
 		return err
 	}
 	defer end(&err)
+	// One round trip looks up every DNAT key (a host port mapped by
+	// another attachment is an error) and, for each prefix length this
+	// ADD's masquerade entries use, whether pm-masq-lens lists it (its
+	// masquerade rule exists).
+	type lenKey struct {
+		fam  *family
+		bits int
+	}
+	var qs []elemQuery
+	var dnats []pmElem
+	var lens []lenKey
 	for _, e := range elems {
-		if e.pm == nil {
-			continue
-		}
-		owner, found, err := r.get(e.set, e.elem.Key)
-		if err != nil {
-			return kernelErr("looking up port mapping "+e.pm.String(), err)
-		}
-		if found && owner != o.String() {
-			return cni.NewError(cni.ErrInternal, fmt.Sprintf("host port %s (%s) is already mapped", e.pm.String(), e.fam.name),
-				fmt.Sprintf("it belongs to %q: remove that attachment (DEL, or knit gc if it is gone) or choose another hostPort", owner))
+		if e.pm != nil {
+			qs = append(qs, elemQuery{e.set, e.elem.Key})
+			dnats = append(dnats, e)
 		}
 	}
-	// The masquerade rule of each prefix length this ADD's entries use, if
-	// pm-masq-lens does not list it yet.
-	missing := map[*family][]int{}
 	for _, e := range elems {
 		if e.pm != nil {
 			continue
 		}
 		src, _, _ := parseSNATKey(e.elem.Key)
-		objs := pmObjectsFor(e.fam)
-		if slices.Contains(missing[e.fam], src.Bits()) {
-			continue
+		k := lenKey{e.fam, src.Bits()}
+		if !slices.Contains(lens, k) {
+			lens = append(lens, k)
+			qs = append(qs, elemQuery{pmObjectsFor(e.fam).lens, lenBytes(k.bits)})
 		}
-		_, found, err := r.get(objs.lens, lenBytes(src.Bits()))
-		if err != nil {
-			return kernelErr("looking up the port mapping masquerade rules", err)
+	}
+	answers, err := r.lookupAll(qs)
+	if err != nil {
+		return kernelErr("looking up port mappings and masquerade rules", err)
+	}
+	for i, e := range dnats {
+		if a := answers[i]; a.found && a.elem.comment != o.String() {
+			return cni.NewError(cni.ErrInternal, fmt.Sprintf("host port %s (%s) is already mapped", e.pm.String(), e.fam.name),
+				fmt.Sprintf("it belongs to %q: remove that attachment (DEL, or knit gc if it is gone) or choose another hostPort", a.elem.comment))
 		}
-		if !found {
-			missing[e.fam] = append(missing[e.fam], src.Bits())
+	}
+	missing := map[*family][]int{}
+	for i, k := range lens {
+		if !answers[len(dnats)+i].found {
+			missing[k.fam] = append(missing[k.fam], k.bits)
 		}
 	}
 	create := map[*family]bool{}
