@@ -221,11 +221,33 @@ func writeFile(t testing.TB, path, content string) {
 }
 
 // hintNames lists the owner hints of dataDir's testnet (without boot_id).
+// ownerEntries lists the owner index: entry name → symlink target.
+func ownerEntries(t testing.TB, dataDir string) map[string]string {
+	t.Helper()
+	dir := filepath.Join(dataDir, ".knit", "testnet", store.OwnersDir)
+	out := map[string]string{}
+	ents, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return out
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[e.Name()] = target
+	}
+	return out
+}
+
 func hintNames(t testing.TB, dataDir string) []string {
 	t.Helper()
 	var out []string
 	for _, n := range listDir(t, filepath.Join(dataDir, ".knit", "testnet")) {
-		if n != "boot_id" {
+		if n != "boot_id" && n != store.OwnersDir && n != store.StateFile {
 			out = append(out, n)
 		}
 	}

@@ -53,6 +53,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/knit-cni/knit/internal/ipam/ranges"
 	"github.com/knit-cni/knit/pkg/cni"
 	"github.com/knit-cni/knit/pkg/cni/skel"
 	"github.com/knit-cni/knit/plugins/ipam/hostlocal/store"
@@ -97,32 +98,18 @@ func (hostLocal) Add(_ context.Context, req *skel.Request) (*cni.Result, error) 
 	}
 	defer st.Close()
 	me := store.Owner{ContainerID: req.ContainerID, IfName: req.IfName}
-	snap, err := scan(st)
-	if err != nil {
-		return nil, err
-	}
-	store.Step("scan")
-	owners, torn := resolve(st, snap, &me)
+	// snap stays nil on the fast path: the sealed owner index answers what
+	// this attachment holds, and free addresses are probed by name.
+	var snap *store.Snapshot
+	var owners map[netip.Addr]store.Owner
 	var mine []netip.Addr
-	for a, o := range owners {
-		switch {
-		case o == me && torn[a]:
-			// This attachment's own earlier ADD died writing it.
-			if st.Release(a, snap.Allocated[a]) == nil {
-				delete(snap.Allocated, a)
-			}
-		case o == me:
-			mine = append(mine, a)
-		case o.IsZero():
-			if age, err := st.Age(a); err == nil && age > EmptyFileGrace {
-				slog.Info("host-local: reclaiming empty address file", "ip", a, "age", age)
-				if st.Release(a, snap.Allocated[a]) == nil {
-					delete(snap.Allocated, a)
-				}
-			}
+	if st.Trusted() {
+		mine = indexed(st, me)
+	} else {
+		if snap, owners, mine, err = scanForAdd(st, me); err != nil {
+			return nil, err
 		}
 	}
-	slices.SortFunc(mine, netip.Addr.Compare)
 
 	var reserved []netip.Addr // by this ADD, released again on failure
 	fail := func(err error) (*cni.Result, error) {
@@ -158,28 +145,15 @@ func (hostLocal) Add(_ context.Context, req *skel.Request) (*cni.Result, error) 
 			got = want
 			reserved = append(reserved, got)
 		default:
-			last, _ := st.LastReserved(i)
-			for _, a := range set.From(last) {
-				if _, taken := snap.Allocated[a]; taken {
-					continue
-				}
-				ok, err := st.Reserve(a, me, i)
-				if err != nil {
-					return fail(err)
-				}
-				if ok {
-					got = a
-					break
-				}
-			}
-			if !got.IsValid() {
-				return fail(cni.Errorf(cni.ErrPluginNotAvailable,
-					"no IP addresses available in range set %d (%s): all %d are allocated; DEL or GC unused attachments, or widen the range",
-					i, set, set.Size()))
+			got, err = allocate(st, set, i, me, &snap)
+			if err != nil {
+				return fail(err)
 			}
 			reserved = append(reserved, got)
 		}
-		snap.Allocated[got] = []store.Owner{me}
+		if snap != nil {
+			snap.Allocated[got] = []store.Owner{me}
+		}
 		r := set[set.RangeFor(got)]
 		res.IPs = append(res.IPs, &cni.IPConfig{
 			Address: net.IPNet{IP: net.IP(got.AsSlice()), Mask: net.CIDRMask(r.Subnet.Bits(), got.BitLen())},
@@ -198,8 +172,10 @@ func reserveRequested(st *store.Store, snap *store.Snapshot, owners map[netip.Ad
 		return cni.Errorf(cni.ErrTryAgainLater, "requested IP address %s is already allocated to %q: it must be released (DEL) before it can be given to container %s",
 			a, who.String(), me.ContainerID)
 	}
-	if _, ok := snap.Allocated[a]; ok {
-		return taken()
+	if snap != nil {
+		if _, ok := snap.Allocated[a]; ok {
+			return taken()
+		}
 	}
 	ok, err := st.Reserve(a, me, set)
 	if err != nil {
@@ -209,6 +185,115 @@ func reserveRequested(st *store.Store, snap *store.Snapshot, owners map[netip.Ad
 		return taken()
 	}
 	return nil
+}
+
+// allocate reserves the first free address of set i for me, searching on
+// from the last one reserved as the reference does. On the fast path (*snap
+// nil) it probes addresses by name; when the range looks full it takes the
+// full view (which also reclaims old empty files) and searches once more.
+func allocate(st *store.Store, set ranges.Set, i int, me store.Owner, snap **store.Snapshot) (netip.Addr, error) {
+	full := *snap != nil
+	for {
+		last, _ := st.LastReserved(i)
+		probes := 0
+		for _, a := range set.From(last) {
+			if *snap != nil {
+				if _, taken := (*snap).Allocated[a]; taken {
+					continue
+				}
+			}
+			ok, err := st.Reserve(a, me, i) // fails (false, nil) on a taken address
+			if err != nil {
+				return netip.Addr{}, err
+			}
+			if ok {
+				return a, nil
+			}
+			if *snap == nil {
+				if probes++; probes >= fastProbeLimit {
+					// A crowded range: one listing beats probing on.
+					s, err := st.Scan()
+					if err != nil {
+						return netip.Addr{}, err
+					}
+					*snap = s
+				}
+			}
+		}
+		if full {
+			return netip.Addr{}, cni.Errorf(cni.ErrPluginNotAvailable,
+				"no IP addresses available in range set %d (%s): all %d are allocated; DEL or GC unused attachments, or widen the range",
+				i, set, set.Size())
+		}
+		// Before saying the range is full, look at everything once: old
+		// empty files are reclaimed only by the full view.
+		s, _, _, err := scanForAdd(st, me)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		*snap, full = s, true
+	}
+}
+
+// fastProbeLimit bounds how many taken addresses an ADD on the fast path
+// probes one by one before it lists the directory instead.
+const fastProbeLimit = 256
+
+// indexed returns the addresses the sealed owner index gives me, confirmed
+// by their files.
+func indexed(st *store.Store, me store.Owner) []netip.Addr {
+	var mine []netip.Addr
+	for _, a := range st.Indexed(me) {
+		if o, err := st.ReadOwner(a); err == nil && o == me {
+			mine = append(mine, a)
+		}
+	}
+	slices.SortFunc(mine, netip.Addr.Compare)
+	return mine
+}
+
+// scanForAdd is ADD's full view of the directory: it lists it, settles every
+// owner ADD needs, repairs what an earlier crash or another implementation
+// left (torn own files, old empty files, stale hints), rebuilds the owner
+// index and returns the snapshot, the owners read and the addresses me holds.
+func scanForAdd(st *store.Store, me store.Owner) (*store.Snapshot, map[netip.Addr]store.Owner, []netip.Addr, error) {
+	snap, err := scan(st)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	store.Step("scan")
+	owners, torn := resolve(st, snap, &me)
+	var mine []netip.Addr
+	for a, o := range owners {
+		switch {
+		case o == me && torn[a]:
+			// This attachment's own earlier ADD died writing it.
+			if st.Release(a, snap.Allocated[a]) == nil {
+				delete(snap.Allocated, a)
+			}
+		case o == me:
+			mine = append(mine, a)
+		case o.IsZero():
+			if age, err := st.Age(a); err == nil && age > EmptyFileGrace {
+				slog.Info("host-local: reclaiming empty address file", "ip", a, "age", age)
+				if st.Release(a, snap.Allocated[a]) == nil {
+					delete(snap.Allocated, a)
+				}
+			}
+		}
+	}
+	slices.SortFunc(mine, netip.Addr.Compare)
+	// Every allocation's owner: read above, or its single hint's.
+	all := make(map[netip.Addr]store.Owner, len(snap.Allocated))
+	for a, hints := range snap.Allocated {
+		if o, ok := owners[a]; ok {
+			all[a] = o
+		} else if len(hints) == 1 {
+			all[a] = hints[0]
+		}
+	}
+	st.Reindex(all)
+	return snap, owners, mine, nil
 }
 
 // scan takes the store's snapshot and, on the first operation of a boot,

@@ -160,6 +160,9 @@ func TestConcurrentProcesses(t *testing.T) {
 	if left := hintNames(t, dir); len(left) != 0 {
 		t.Fatalf("hints after all DELs: %v", left)
 	}
+	if left := ownerEntries(t, dir); len(left) != 0 {
+		t.Fatalf("owner index after all DELs: %v", left)
+	}
 }
 
 // In-process goroutines share one process: flock is per open file, so the

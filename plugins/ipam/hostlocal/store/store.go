@@ -15,7 +15,13 @@
 //
 // Hints let ADD learn who owns which address from directory names alone, so
 // an ADD reads file contents only for addresses without a single hint (files
-// written by another implementation, legacy files).
+// written by another implementation, legacy files). Beside them, an owner
+// index and a seal (index.go) let an ADD skip listing the directory at all
+// while knit is the only writer:
+//
+//	<dataDir>/.knit/<network>/owners/<containerID>~<ifname>   symlink to "<ip>[,<ip>…]"
+//	<dataDir>/.knit/<network>/state                          the seal, or "dirty"
+//
 // Hints are only hints: an owner found through one is confirmed by reading the
 // address file, and a hint whose address file is gone is removed.
 //
@@ -45,7 +51,6 @@ package store
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -90,13 +95,9 @@ func Step(name string) {
 
 // CurrentBoot returns the running kernel's boot id, or "" when it cannot be
 // read (then no allocation is ever taken for one of an earlier boot).
-func CurrentBoot() string {
-	b, err := os.ReadFile(BootIDPath)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-}
+func CurrentBoot() string { return bootOnce() }
+
+func trimSpace(b []byte) string { return strings.TrimSpace(string(b)) }
 
 // Owner is the attachment an address file names. IfName is empty for legacy
 // files holding only a container ID; a zero Owner is an empty file.
@@ -136,6 +137,12 @@ type Store struct {
 	dir   string
 	hints string
 	lock  *os.File
+
+	stateFD int            // the state file, open from Open to Close (-1: none)
+	trusted bool           // the seal held at Open (index.go)
+	indexOK bool           // the owner index matches the directory
+	dirty   bool           // this operation has marked the state dirty
+	lastRx  map[int]string // last_reserved_ip.N contents seen or written
 }
 
 func ioErr(msg string, err error) *cni.Error {
@@ -148,7 +155,7 @@ func Open(dataDir, network string) (*Store, error) {
 	if network == "" || network == "." || network == ".." || strings.ContainsAny(network, "/\x00") {
 		return nil, cni.NewError(cni.ErrInvalidNetworkConfig, "invalid network name for the host-local data directory", fmt.Sprintf("%q", network))
 	}
-	s := &Store{dir: filepath.Join(dataDir, network), hints: filepath.Join(dataDir, HintDir, network)}
+	s := &Store{dir: filepath.Join(dataDir, network), hints: filepath.Join(dataDir, HintDir, network), lastRx: map[int]string{}, stateFD: -1}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, ioErr("cannot create the host-local data directory: check dataDir and permissions", err)
 	}
@@ -173,6 +180,7 @@ func Open(dataDir, network string) (*Store, error) {
 		return nil, ioErr("cannot lock the host-local data directory "+s.dir, err)
 	}
 	s.lock = f
+	s.checkSeal()
 	return s, nil
 }
 
@@ -180,7 +188,7 @@ func Open(dataDir, network string) (*Store, error) {
 // missing directory is an empty snapshot). It is for read-only questions
 // like STATUS, where a snapshot a moment old is good enough.
 func Peek(dataDir, network string) (*Snapshot, error) {
-	s := &Store{dir: filepath.Join(dataDir, network), hints: filepath.Join(dataDir, HintDir, network)}
+	s := &Store{dir: filepath.Join(dataDir, network), hints: filepath.Join(dataDir, HintDir, network), lastRx: map[int]string{}, stateFD: -1}
 	if _, err := os.Stat(s.dir); errors.Is(err, os.ErrNotExist) {
 		return &Snapshot{Allocated: map[netip.Addr][]Owner{}}, nil
 	}
@@ -190,11 +198,16 @@ func Peek(dataDir, network string) (*Snapshot, error) {
 // Dir is the network's directory.
 func (s *Store) Dir() string { return s.dir }
 
-// Close releases the lock.
+// Close seals the directory if this operation changed it and the owner
+// index matches it (see index.go), then releases the lock.
 func (s *Store) Close() error {
 	if s.lock == nil {
 		return nil
 	}
+	if s.dirty && s.indexOK {
+		s.writeSeal()
+	}
+	s.closeState()
 	err := syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN)
 	if cerr := s.lock.Close(); err == nil {
 		err = cerr
@@ -281,7 +294,11 @@ func (s *Store) scan(locked bool) (*Snapshot, error) {
 	for _, n := range names {
 		if a, ok := AddrFromName(n); ok {
 			snap.Allocated[a] = nil
-		} else if n != LockFile && !strings.HasPrefix(n, LastReservedPrefix) {
+		} else if k, ok := strings.CutPrefix(n, LastReservedPrefix); ok {
+			if i, err := strconv.Atoi(k); err == nil && locked {
+				s.readLast(i) // for the seal (index.go)
+			}
+		} else if n != LockFile {
 			slog.Debug("host-local: skipping unknown file in data directory", "dir", s.dir, "name", n)
 		}
 	}
@@ -293,7 +310,7 @@ func (s *Store) scan(locked bool) (*Snapshot, error) {
 	}
 	for _, n := range hints {
 		if n == BootFile {
-			if b, err := os.ReadFile(filepath.Join(s.hints, n)); err == nil {
+			if b, err := readSmall(filepath.Join(s.hints, n)); err == nil {
 				snap.Boot = strings.TrimSpace(string(b))
 			}
 			continue
@@ -321,13 +338,9 @@ func (s *Store) scan(locked bool) (*Snapshot, error) {
 
 // ReadOwner reads the owner of a's file. A missing file is os.ErrNotExist.
 func (s *Store) ReadOwner(a netip.Addr) (Owner, error) {
-	f, err := os.Open(filepath.Join(s.dir, a.String()))
-	if err != nil {
-		return Owner{}, err
-	}
-	defer f.Close()
-	// Owner files are tiny; cap the read so a huge garbage file costs nothing.
-	data, err := io.ReadAll(io.LimitReader(f, 4096))
+	// Owner files are tiny; the read is capped so a huge garbage file
+	// costs nothing.
+	data, err := readSmall(filepath.Join(s.dir, a.String()))
 	if err != nil {
 		return Owner{}, err
 	}
@@ -352,6 +365,7 @@ func (s *Store) Reserve(a netip.Addr, owner Owner, setIndex int) (bool, error) {
 	if _, err := os.Lstat(path); err == nil {
 		return false, nil
 	}
+	s.markDirty()
 	hint := Hint{Addr: a, Owner: owner}
 	ok, err := s.createFromHint(hint, path, owner.Format())
 	if !ok || err != nil {
@@ -359,6 +373,7 @@ func (s *Store) Reserve(a netip.Addr, owner Owner, setIndex int) (bool, error) {
 		return false, err
 	}
 	Step("link")
+	s.indexAdd(owner, a)
 	// Written in place, as the reference does: it only says where the next
 	// search starts, and a torn one (a crash mid-write) reads as absent, so
 	// the atomic replace (a temporary file, its mode, a rename: two more
@@ -368,6 +383,7 @@ func (s *Store) Reserve(a netip.Addr, owner Owner, setIndex int) (bool, error) {
 		s.Release(a, []Owner{owner})
 		return false, ioErr("cannot write "+last, err)
 	}
+	s.lastRx[setIndex] = a.String()
 	Step("last")
 	return true, nil
 }
@@ -438,22 +454,6 @@ func (s *Store) create(path, content string) (bool, error) {
 		return false, ioErr("cannot write the address file "+path, err)
 	}
 	return true, nil
-}
-
-// writeInPlace writes content over path, mode 0644 whatever the umask.
-func writeInPlace(path, content string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	err = f.Chmod(0o644)
-	if err == nil {
-		_, err = f.WriteString(content)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // writeTemp writes content to a new temporary file in the hint directory.
@@ -537,10 +537,12 @@ func (s *Store) RemoveHint(h Hint) error {
 // Release removes a's hints (those listed) and then its file. A missing file
 // is fine.
 func (s *Store) Release(a netip.Addr, hints []Owner) error {
+	s.markDirty()
 	for _, o := range hints {
 		if err := s.RemoveHint(Hint{Addr: a, Owner: o}); err != nil {
 			return err
 		}
+		s.indexRemove(o, a)
 	}
 	path := filepath.Join(s.dir, a.String())
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -552,11 +554,7 @@ func (s *Store) Release(a netip.Addr, hints []Owner) error {
 // LastReserved returns the last address reserved from range set setIndex, if
 // the file exists and holds an address.
 func (s *Store) LastReserved(setIndex int) (netip.Addr, bool) {
-	data, err := os.ReadFile(filepath.Join(s.dir, LastReservedPrefix+strconv.Itoa(setIndex)))
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	a, err := netip.ParseAddr(strings.TrimSpace(string(data)))
+	a, err := netip.ParseAddr(s.readLast(setIndex))
 	if err != nil {
 		return netip.Addr{}, false
 	}

@@ -26,6 +26,19 @@ func names(t *testing.T, dir string) []string {
 	return out
 }
 
+// hintFiles lists a hint directory's hints, leaving out the owner index and
+// the seal (index.go).
+func hintFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	for _, n := range names(t, dir) {
+		if n != OwnersDir && n != StateFile {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 func TestReserveLayout(t *testing.T) {
 	data := t.TempDir()
 	s, err := Open(data, "net")
@@ -56,8 +69,11 @@ func TestReserveLayout(t *testing.T) {
 	if got := names(t, dir); len(got) != len(want) {
 		t.Errorf("dir holds %v", got)
 	}
-	if got := names(t, filepath.Join(data, HintDir, "net")); !reflect.DeepEqual(got, []string{"10.0.0.7~cid~eth0", "2001:db8::7~cid~eth0"}) {
+	if got := hintFiles(t, filepath.Join(data, HintDir, "net")); !reflect.DeepEqual(got, []string{"10.0.0.7~cid~eth0", "2001:db8::7~cid~eth0"}) {
 		t.Errorf("hints %v", got)
+	}
+	if target, err := os.Readlink(filepath.Join(data, HintDir, "net", OwnersDir, "cid~eth0")); err != nil || target != "10.0.0.7,2001:db8::7" {
+		t.Errorf("owner index entry = %q, %v", target, err)
 	}
 	// One inode per allocation: the hint is the address file's second name.
 	fi, err1 := os.Stat(filepath.Join(dir, "10.0.0.7"))
@@ -145,7 +161,7 @@ func TestScanAndRelease(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "10.0.0.3")); !os.IsNotExist(err) {
 		t.Error("file not removed")
 	}
-	if got := names(t, hints); !reflect.DeepEqual(got, []string{"10.0.0.2~a~eth0", "10.0.0.9~gone~eth0", "junk"}) {
+	if got := hintFiles(t, hints); !reflect.DeepEqual(got, []string{"10.0.0.2~a~eth0", "10.0.0.9~gone~eth0", "junk"}) {
 		t.Errorf("hints after release: %v", got)
 	}
 }
