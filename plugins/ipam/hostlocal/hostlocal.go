@@ -261,7 +261,6 @@ func scanForAdd(st *store.Store, me store.Owner) (*store.Snapshot, map[netip.Add
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	store.Step("scan")
 	owners, torn := resolve(st, snap, &me)
 	var mine []netip.Addr
 	for a, o := range owners {
@@ -303,6 +302,7 @@ func scan(st *store.Store) (*store.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	store.Step("scan")
 	boot := store.CurrentBoot()
 	if snap.Boot == boot {
 		return snap, nil
@@ -407,17 +407,32 @@ func openStore(data []byte) (*store.Store, error) {
 
 // Del releases every address the container ID + ifname holds (falling back
 // to legacy files naming only the container ID). Releasing nothing is fine.
+// While the store is sealed, the owner index finds them without a listing.
 func (hostLocal) Del(_ context.Context, req *skel.Request) error {
 	st, err := openStore(req.Config)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	me := store.Owner{ContainerID: req.ContainerID, IfName: req.IfName}
+	if st.Trusted() {
+		// The sealed index is complete: what it lists (confirmed by the
+		// files) is all me holds. Finding nothing, DEL still takes the full
+		// view, for files naming only the container ID.
+		if mine := indexed(st, me); len(mine) > 0 {
+			var errs []error
+			for _, a := range mine {
+				if err := st.Release(a, []store.Owner{me}); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			return joinErrors("DEL could not release every address", errs)
+		}
+	}
 	snap, err := scan(st)
 	if err != nil {
 		return err
 	}
-	me := store.Owner{ContainerID: req.ContainerID, IfName: req.IfName}
 	owners, _ := resolve(st, snap, &me)
 	var exact, legacy []netip.Addr
 	for a, o := range owners {

@@ -51,6 +51,9 @@ func TestSealedAddSkipsTheScan(t *testing.T) {
 	// DEL keeps the seal: the next ADD is still a fast one, and round robin
 	// goes on past the released address.
 	mustOK(t, run(t, call{cmd: "DEL", cid: "c1", conf: conf}))
+	if *n != 1 {
+		t.Fatalf("DEL of an indexed attachment scanned the directory (%d scans)", *n)
+	}
 	third := mustOK(t, run(t, call{cmd: "ADD", cid: "c3", conf: conf})).addrs()
 	if *n != 1 {
 		t.Fatalf("ADD after a DEL scanned the directory (%d scans)", *n)
@@ -60,6 +63,18 @@ func TestSealedAddSkipsTheScan(t *testing.T) {
 	}
 	if got := ownerEntries(t, dir); len(got) != 2 || got["c1~eth0"] != "" {
 		t.Fatalf("owner index after DEL c1: %v", got)
+	}
+	if got := allocations(t, dir); len(got) != 4 {
+		t.Fatalf("allocations after DEL c1: %v", got)
+	}
+	if hints := hintNames(t, dir); len(hints) != 4 {
+		t.Fatalf("hints after DEL c1: %v", hints)
+	}
+	// DEL of something the index does not know takes the full view (legacy
+	// files may name the container ID alone) and releases nothing else.
+	mustOK(t, run(t, call{cmd: "DEL", cid: "unknown", conf: conf}))
+	if *n != 2 || len(allocations(t, dir)) != 4 {
+		t.Fatalf("DEL of an unknown attachment: %d scans, allocations %v", *n, allocations(t, dir))
 	}
 }
 
