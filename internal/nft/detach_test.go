@@ -24,6 +24,10 @@ func TestDetach(t *testing.T) {
 	if !Changed() {
 		t.Fatal("Changed() = false after Add")
 	}
+	// Add needs no lookup socket; Check opens it.
+	if err := m.Check(o, addrs); err != nil {
+		t.Fatal(err)
+	}
 	fds, err := Detach()
 	if err != nil {
 		t.Fatal(err)

@@ -175,7 +175,7 @@ func (f *Firewall) Add(o Owner, addrs []net.IPNet, isolate string) (err error) {
 	if len(targets) == 0 && isolate == "" {
 		return nil
 	}
-	c, _, end, err := f.base.begin(true)
+	c, _, end, err := f.base.begin(true, false)
 	if err != nil {
 		return err
 	}
@@ -234,7 +234,7 @@ func (f *Firewall) Del(o Owner, addrs []net.IPNet) (err error) {
 	if err != nil {
 		return err
 	}
-	c, r, end, err := f.base.begin(true)
+	c, r, end, err := f.base.begin(true, true)
 	if err != nil {
 		return err
 	}
@@ -299,7 +299,7 @@ func (f *Firewall) Check(o Owner, addrs []net.IPNet, isolate string) (err error)
 	if err != nil {
 		return err
 	}
-	c, r, end, err := f.base.begin(false)
+	c, r, end, err := f.base.begin(false, true)
 	if err != nil {
 		return err
 	}
@@ -362,7 +362,7 @@ func (f *Firewall) GC(network string, keep []Owner) (err error) {
 	if err := cni.ValidateNetworkName(network); err != nil {
 		return err
 	}
-	c, _, end, err := f.base.begin(true)
+	c, _, end, err := f.base.begin(true, false)
 	if err != nil {
 		return err
 	}

@@ -171,7 +171,7 @@ func (m *Masq) closeLocked() error {
 // the sockets are open. end must be called with the operation's error;
 // after a failure the sockets are dropped, since a failed exchange may leave
 // unread messages behind.
-func (m *Masq) begin(exclusive bool) (c *nftables.Conn, r *elemReader, end func(*error), err error) {
+func (m *Masq) begin(exclusive, lookups bool) (c *nftables.Conn, r *elemReader, end func(*error), err error) {
 	m.mu.Lock()
 	unlock := func() {}
 	if exclusive {
@@ -184,7 +184,9 @@ func (m *Masq) begin(exclusive bool) (c *nftables.Conn, r *elemReader, end func(
 	if m.nft == nil {
 		m.nft, err = nftables.New(nftables.WithNetNSFd(m.netnsFD), nftables.AsLasting())
 	}
-	if err == nil && m.elems == nil {
+	if err == nil && lookups && m.elems == nil {
+		// Only for callers that look single elements up: an ADD does not,
+		// and every socket opened is one more for the closer to hold.
 		m.elems, err = dialElemReader(m.netnsFD)
 	}
 	if err != nil {
@@ -241,7 +243,7 @@ func (m *Masq) Add(o Owner, addrs []net.IPNet) (err error) {
 	if err != nil || len(targets) == 0 {
 		return err
 	}
-	c, _, end, err := m.begin(true)
+	c, _, end, err := m.begin(true, false)
 	if err != nil {
 		return err
 	}
@@ -431,7 +433,7 @@ func (m *Masq) Del(o Owner, addrs []net.IPNet) (err error) {
 	if err != nil {
 		return err
 	}
-	c, r, end, err := m.begin(true)
+	c, r, end, err := m.begin(true, true)
 	if err != nil {
 		return err
 	}
@@ -512,7 +514,7 @@ func (m *Masq) Check(o Owner, addrs []net.IPNet) (err error) {
 	if err != nil {
 		return err
 	}
-	c, r, end, err := m.begin(false)
+	c, r, end, err := m.begin(false, true)
 	if err != nil {
 		return err
 	}
@@ -623,7 +625,7 @@ func (m *Masq) List(network string) (_ []Entry, err error) {
 	if err := cni.ValidateNetworkName(network); err != nil {
 		return nil, err
 	}
-	c, _, end, err := m.begin(false)
+	c, _, end, err := m.begin(false, false)
 	if err != nil {
 		return nil, err
 	}
@@ -669,7 +671,7 @@ func (m *Masq) GC(network string, keep []Owner) (err error) {
 	if err := cni.ValidateNetworkName(network); err != nil {
 		return err
 	}
-	c, _, end, err := m.begin(true)
+	c, _, end, err := m.begin(true, false)
 	if err != nil {
 		return err
 	}

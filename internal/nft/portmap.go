@@ -289,7 +289,7 @@ func (p *PortMap) Add(o Owner, addrs []net.IPNet, maps []PortMapping, opt PortMa
 	if err != nil {
 		return err
 	}
-	c, r, end, err := p.base.begin(true)
+	c, r, end, err := p.base.begin(true, true)
 	if err != nil {
 		return err
 	}
@@ -400,7 +400,7 @@ func (p *PortMap) Del(o Owner, addrs []net.IPNet, maps []PortMapping) (err error
 	if err != nil {
 		return err
 	}
-	c, r, end, err := p.base.begin(true)
+	c, r, end, err := p.base.begin(true, true)
 	if err != nil {
 		return err
 	}
@@ -541,7 +541,7 @@ func (p *PortMap) Check(o Owner, addrs []net.IPNet, maps []PortMapping, opt Port
 	if err != nil {
 		return err
 	}
-	c, r, end, err := p.base.begin(false)
+	c, r, end, err := p.base.begin(false, true)
 	if err != nil {
 		return err
 	}
@@ -633,7 +633,7 @@ func pmCheckStructure(c *nftables.Conn, f *family, lens []int) (string, error) {
 // List returns every port mapping in the namespace with its owner, sorted
 // by owner, then host port.
 func (p *PortMap) List() (_ []PortEntry, err error) {
-	c, _, end, err := p.base.begin(false)
+	c, _, end, err := p.base.begin(false, false)
 	if err != nil {
 		return nil, err
 	}
@@ -685,7 +685,7 @@ func (p *PortMap) GC(network string, keep []Owner) (err error) {
 	if err := cni.ValidateNetworkName(network); err != nil {
 		return err
 	}
-	c, _, end, err := p.base.begin(true)
+	c, _, end, err := p.base.begin(true, false)
 	if err != nil {
 		return err
 	}
