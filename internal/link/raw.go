@@ -22,6 +22,16 @@ import (
 // kernel's strict checking on when strict (needed for filtered dumps), and
 // returns the answers of type resType.
 func (n *Namespace) rawRequest(req *nl.NetlinkRequest, resType uint16, strict bool) ([][]byte, error) {
+	s, err := n.rawSocket(strict)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return rawExecute(s, req, resType)
+}
+
+// rawSocket opens a NETLINK_ROUTE socket in ns for rawExecute.
+func (n *Namespace) rawSocket(strict bool) (*nl.NetlinkSocket, error) {
 	target := n.fd
 	if n.Path == "" {
 		target = vnetns.None() // the calling thread's namespace
@@ -30,15 +40,21 @@ func (n *Namespace) rawRequest(req *nl.NetlinkRequest, resType uint16, strict bo
 	if err != nil {
 		return nil, fmt.Errorf("opening a netlink socket: %w", err)
 	}
-	defer s.Close()
 	if err := s.SetReceiveTimeout(&nl.SocketTimeoutTv); err != nil {
+		s.Close()
 		return nil, err
 	}
 	if strict {
 		if err := unix.SetsockoptInt(s.GetFd(), unix.SOL_NETLINK, unix.NETLINK_GET_STRICT_CHK, 1); err != nil {
+			s.Close()
 			return nil, fmt.Errorf("turning on netlink strict checking: %w", err)
 		}
 	}
+	return s, nil
+}
+
+// rawExecute runs req on s and returns the answers of type resType.
+func rawExecute(s *nl.NetlinkSocket, req *nl.NetlinkRequest, resType uint16) ([][]byte, error) {
 	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}
 	return req.Execute(unix.NETLINK_ROUTE, resType)
 }

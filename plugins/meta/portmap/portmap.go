@@ -193,25 +193,13 @@ func enableLocalnet(addrs []net.IPNet) error {
 		if a.IP.To4() == nil {
 			continue
 		}
-		// One netlink socket for the route, the link and its settings.
-		ns, err := link.Current()
-		if err != nil {
-			return cni.NewError(cni.ErrInternal, "cannot open the host network namespace", err.Error())
-		}
-		defer ns.Close()
-		routes, err := ns.Handle.RouteGet(a.IP)
-		if err != nil || len(routes) == 0 {
-			return cni.NewError(cni.ErrInternal, "cannot find the host interface toward "+a.IP.String(), fmt.Sprint(err))
-		}
-		l, err := ns.Handle.LinkByIndex(routes[0].LinkIndex)
+		name, conf, err := link.IPv4ConfToward(a.IP)
 		if err != nil {
 			return cni.NewError(cni.ErrInternal, "cannot find the host interface toward "+a.IP.String(), err.Error())
 		}
-		id, _ := link.IPv4ConfID("route_localnet")
-		if conf, err := link.IPv4Conf(ns, l); err == nil && conf[id] == 1 {
+		if id, _ := link.IPv4ConfID("route_localnet"); conf[id] == 1 {
 			return nil
 		}
-		name := l.Attrs().Name
 		if _, err := sysctl.Set(sysctl.IfaceKey("ipv4", "conf", name, "route_localnet"), "1"); err != nil {
 			return cni.NewError(cni.ErrInternal, "cannot enable localhost access to mapped ports", err.Error())
 		}
