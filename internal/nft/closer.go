@@ -11,10 +11,12 @@ import "time"
 // (or the runtime, if it is a child subreaper that reaps) reaps it.
 // Nothing it does can change the parent's result.
 //
-// ForkCloser (fork_linux.go) starts one: a fork of this process that runs
-// only raw system calls. (An exec'd closer, a second program started for
-// the purpose, was used before: it cost the program's start-up, ~3 ms of
-// CPU, and blocked the caller until the exec.)
+// ForkCloser (fork_linux.go) starts one: a clone of this process that runs
+// only raw system calls, sharing this process's memory on amd64 and arm64
+// (so that this process's exit leaves tearing the address space down to
+// the closer) and a plain fork elsewhere. (An exec'd closer, a second
+// program started for the purpose, was used before: it cost the program's
+// start-up, ~3 ms of CPU, and blocked the caller until the exec.)
 
 // closerMaxWait bounds the closer's wait for its parent's exit (a
 // variable only so that tests can shorten it).

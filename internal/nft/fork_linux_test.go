@@ -1,9 +1,11 @@
 package nft
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,8 +13,48 @@ import (
 	"testing"
 	"time"
 
+	"unsafe"
+
 	"golang.org/x/sys/unix"
 )
+
+// startFunc starts a closer, as ForkCloser does.
+type startFunc func(fds []int) (int, error)
+
+// closerPaths are the ways to start a closer: the clone sharing this
+// process's memory where this architecture has it, and the plain fork.
+func closerPaths() []struct {
+	name string
+	vm   bool
+} {
+	paths := []struct {
+		name string
+		vm   bool
+	}{{"fork", false}}
+	if haveCloneVM {
+		paths = append(paths, struct {
+			name string
+			vm   bool
+		}{"clone-vm", true})
+	}
+	return paths
+}
+
+// forEachPath runs test on every path, with a start function that checks
+// the path was taken.
+func forEachPath(t *testing.T, test func(*testing.T, startFunc)) {
+	for _, path := range closerPaths() {
+		t.Run(path.name, func(t *testing.T) {
+			test(t, func(fds []int) (int, error) {
+				c, err := startCloser(fds, path.vm)
+				if err == nil && (c.stack != 0) != path.vm {
+					t.Errorf("startCloser(vm=%v) started a closer with stack %#x", path.vm, c.stack)
+				}
+				return c.pid, err
+			})
+		})
+	}
+}
 
 // closerFDs lists pid's open descriptors and their targets.
 func closerFDs(t *testing.T, pid int) map[int]string {
@@ -63,6 +105,10 @@ func pipes(t *testing.T, n int, flags int) []int {
 // into place crosses over), is a single thread in a session of its own, and
 // closes the descriptors in this process.
 func TestForkCloserLayout(t *testing.T) {
+	forEachPath(t, testForkCloserLayout)
+}
+
+func testForkCloserLayout(t *testing.T, start startFunc) {
 	orig := pipes(t, 20, unix.O_CLOEXEC)
 	var fds []int
 	var want []string
@@ -75,7 +121,7 @@ func TestForkCloserLayout(t *testing.T) {
 		w, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
 		want = append(want, w)
 	}
-	pid, err := ForkCloser(fds)
+	pid, err := start(fds)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +163,10 @@ func TestForkCloserLayout(t *testing.T) {
 // a pipe's reader (the pipe not close-on-exec) sees EOF once the writer is
 // closed here, while the closer still runs.
 func TestForkCloserHoldsNothingElse(t *testing.T) {
+	forEachPath(t, testForkCloserHoldsNothingElse)
+}
+
+func testForkCloserHoldsNothingElse(t *testing.T, start startFunc) {
 	path := filepath.Join(t.TempDir(), "lock")
 	lockFD, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
 	if err != nil {
@@ -131,7 +181,7 @@ func TestForkCloserHoldsNothingElse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, err := ForkCloser([]int{dup})
+	pid, err := start([]int{dup})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,19 +210,30 @@ func TestForkCloserHoldsNothingElse(t *testing.T) {
 
 // TestForkCloserBoundedWait: a closer whose parent never exits gives up
 // after closerMaxWait and exits with status 0; its held descriptors are
-// released then (the writer of a held pipe disappears).
+// released then (the writer of a held pipe disappears), and so is the stack
+// of a closer that shared this process's memory.
 func TestForkCloserBoundedWait(t *testing.T) {
 	old := closerMaxWait
 	closerMaxWait = 200 * time.Millisecond
 	t.Cleanup(func() { closerMaxWait = old })
+	for _, path := range closerPaths() {
+		t.Run(path.name, func(t *testing.T) { testForkCloserBoundedWait(t, path.vm) })
+	}
+}
+
+func testForkCloserBoundedWait(t *testing.T, vm bool) {
 	p := pipes(t, 1, unix.O_CLOEXEC)
 	dup, err := unix.FcntlInt(uintptr(p[1]), unix.F_DUPFD_CLOEXEC, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, err := ForkCloser([]int{dup})
+	c, err := startCloser([]int{dup}, vm)
 	if err != nil {
 		t.Fatal(err)
+	}
+	pid := c.pid
+	if vm && !mapped(t, c.stack) {
+		t.Errorf("the closer's stack at %#x is not mapped while it runs", c.stack)
 	}
 	unix.Close(p[1])
 	var ws unix.WaitStatus
@@ -193,11 +254,18 @@ func TestForkCloserBoundedWait(t *testing.T) {
 	if n, err := unix.Read(p[0], make([]byte, 1)); n != 0 || err != nil {
 		t.Errorf("read from the held pipe after the closer's exit = %d, %v; want EOF", n, err)
 	}
+	if vm && mapped(t, c.stack) {
+		t.Errorf("the closer's stack at %#x is still mapped after its exit", c.stack)
+	}
 }
 
 // TestForkCloserConcurrent: closers forked from several goroutines at once
 // each get their own descriptors (run with -race).
 func TestForkCloserConcurrent(t *testing.T) {
+	forEachPath(t, testForkCloserConcurrent)
+}
+
+func testForkCloserConcurrent(t *testing.T, start startFunc) {
 	const n = 8
 	p := pipes(t, n, unix.O_CLOEXEC)
 	var wg sync.WaitGroup
@@ -210,7 +278,7 @@ func TestForkCloserConcurrent(t *testing.T) {
 				errs[i] = err
 				return
 			}
-			pids[i], errs[i] = ForkCloser([]int{dup})
+			pids[i], errs[i] = start([]int{dup})
 		})
 	}
 	wg.Wait()
@@ -237,4 +305,146 @@ func running(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+// mapped reports whether addr is in one of this process's mappings.
+func mapped(t *testing.T, addr uintptr) bool {
+	t.Helper()
+	return mappedIn(t, os.Getpid(), addr)
+}
+
+// mappedIn reports whether addr is in one of pid's mappings.
+func mappedIn(t *testing.T, pid int, addr uintptr) bool {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatalf("reading the mappings of %d: %v", pid, err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		span, _, _ := strings.Cut(l, " ")
+		lo, hi, ok := strings.Cut(span, "-")
+		if !ok {
+			continue
+		}
+		a, err1 := strconv.ParseUint(lo, 16, 64)
+		z, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 == nil && err2 == nil && uint64(addr) >= a && uint64(addr) < z {
+			return true
+		}
+	}
+	return false
+}
+
+// TestForkCloserSharesMemory: on amd64 and arm64 ForkCloser's closer
+// shares this process's address space (a mapping made here after it
+// started is in its mappings too); the plain fork, forced, does not.
+func TestForkCloserSharesMemory(t *testing.T) {
+	if runtime.GOARCH == "amd64" || runtime.GOARCH == "arm64" {
+		if !haveCloneVM {
+			t.Fatalf("no cloneVM on %s", runtime.GOARCH)
+		}
+	}
+	check := func(t *testing.T, pid int, want bool) {
+		t.Helper()
+		defer reap(pid)
+		mem, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Munmap(mem)
+		addr := uintptr(unsafe.Pointer(&mem[0]))
+		if got := mappedIn(t, pid, addr); got != want {
+			t.Errorf("a mapping made here after the closer started is in the closer's mappings: %v, want %v", got, want)
+		}
+	}
+	p := pipes(t, 2, unix.O_CLOEXEC)
+	for i, path := range closerPaths() {
+		t.Run(path.name, func(t *testing.T) {
+			dup, err := unix.FcntlInt(uintptr(p[2*i]), unix.F_DUPFD_CLOEXEC, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pid int
+			if path.vm {
+				// ForkCloser itself takes this path.
+				pid, err = ForkCloser([]int{dup})
+			} else {
+				var c closer
+				c, err = startCloser([]int{dup}, false)
+				pid = c.pid
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, pid, path.vm)
+		})
+	}
+}
+
+// TestForkCloserReportsFailure: a step that fails in the closer (here
+// staging a descriptor that is not open) comes back as ForkCloser's error,
+// naming the step and the errno, and the closer has exited and been
+// reaped.
+func TestForkCloserReportsFailure(t *testing.T) {
+	forEachPath(t, func(t *testing.T, start startFunc) {
+		// A number that is not open (the socket pair's two descriptors
+		// and a few duplicates stay well below it).
+		const bad = 900
+		if _, err := unix.FcntlInt(bad, unix.F_GETFD, 0); err != unix.EBADF {
+			t.Skipf("descriptor %d is open here (%v)", bad, err)
+		}
+		var rl unix.Rlimit
+		if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur < bad+8 {
+			t.Skipf("descriptor limit %d too low (%v)", rl.Cur, err)
+		}
+		p := pipes(t, 1, unix.O_CLOEXEC)
+		dup, err := unix.FcntlInt(uintptr(p[0]), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := children(t)
+		pid, err := start([]int{dup, bad})
+		if err == nil {
+			reap(pid)
+			t.Fatal("ForkCloser with a descriptor that is not open succeeded")
+		}
+		if !strings.Contains(err.Error(), stepNames[stepStage]) || !errors.Is(err, unix.EBADF) {
+			t.Errorf("error = %v; want the staging step and EBADF", err)
+		}
+		if _, err := unix.FcntlInt(uintptr(dup), unix.F_GETFD, 0); err != unix.EBADF {
+			t.Errorf("descriptor %d is still open here after a failed ForkCloser", dup)
+		}
+		for pid := range children(t) {
+			if !before[pid] {
+				t.Errorf("child %d was left for the caller to reap", pid)
+			}
+		}
+	})
+}
+
+// children lists this process's child processes, running or zombies.
+func children(t *testing.T) map[int]bool {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]bool{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid ...
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(os.Getpid()) {
+			out[pid] = true
+		}
+	}
+	return out
 }
