@@ -149,6 +149,7 @@ type scalePoint struct {
 	attached           int
 	add, del           []float64
 	floorAdd, floorDel []float64 // the in-process floor at this level (scalefloor.go)
+	softirq            float64   // softirq % of all CPUs during the ADD probes (quiet.go)
 }
 
 // measureScale attaches containers to one bridge+portmap network per suite,
@@ -180,7 +181,8 @@ func (l *lab) measureScale(ss []suite, n network, levels []int, samples, workers
 					return nil, fmt.Errorf("filling %s to %d: %w", cur.s.name, level, err)
 				}
 				logf("scale %-5s filled to %d in %.1f s", cur.s.name, level, time.Since(t).Seconds())
-				time.Sleep(fillSettle) // see scalefloor.go
+				waited, share := waitQuiet() // see quiet.go
+				logf("scale %-5s settled for %.0f s (softirq %.1f %% of the CPUs in the last second)", cur.s.name, waited.Seconds(), share)
 			}
 			settle()
 			probe, err := cur.h.newContainers(samples, 0)
@@ -188,6 +190,7 @@ func (l *lab) measureScale(ss []suite, n network, levels []int, samples, workers
 				return nil, err
 			}
 			p := scalePoint{attached: level}
+			meter := startSoftirq()
 			fl, err := scaleFloorFor(cur.s, cur.h)
 			if err != nil {
 				closeContainers(probe)
@@ -206,6 +209,7 @@ func (l *lab) measureScale(ss []suite, n network, levels []int, samples, workers
 				}
 			}
 			fl.close()
+			p.softirq = meter.share()
 			for _, c := range probe {
 				d, err := cur.h.run("del", c)
 				if err != nil {
@@ -216,7 +220,7 @@ func (l *lab) measureScale(ss []suite, n network, levels []int, samples, workers
 			}
 			closeContainers(probe)
 			res[cur.s.name] = append(res[cur.s.name], p)
-			logf("scale %-5s at %4d attached: ADD %6.1f ms  DEL %6.1f ms (load %s)", cur.s.name, level, median(p.add), median(p.del), loadavg())
+			logf("scale %-5s at %4d attached: ADD %6.1f ms  DEL %6.1f ms (load %s, softirq %.1f %% during the ADDs)", cur.s.name, level, median(p.add), median(p.del), loadavg(), p.softirq)
 		}
 	}
 	return res, nil

@@ -158,6 +158,16 @@ func (r *results) markdown(plotName string) string {
 				p("\n%s: ADD at %d ÷ ADD at %d = %.2f; DEL %.2f.", s.name, last.attached, first.attached, median(last.add)/median(first.add), median(last.del)/median(first.del))
 			}
 		}
+		p("\n\nAfter each fill the part waits until the machine's softirq share stays under %.0f %% for %d s (new containers' IPv6 announcements are flooded to every port; see bench/harness/quiet.go). Softirq share of all CPUs during each level's ADD probes (the probes' own announcements included):", quietShare, quietWindows)
+		for _, s := range r.suites {
+			var parts []string
+			for _, pt := range r.scale[s.name] {
+				parts = append(parts, fmt.Sprintf("%d: %.1f %%", pt.attached, pt.softirq))
+			}
+			if len(parts) > 0 {
+				p(" %s %s;", s.name, strings.Join(parts, ", "))
+			}
+		}
 		p("\n\n%s\n", r.scaleGrowth())
 	}
 

@@ -23,13 +23,6 @@ import (
 // floorSuite is the suite whose host namespace carries the floor samples.
 const floorSuite = "knit"
 
-// fillSettle is the pause after filling a level, before its probes. Every
-// new container's interfaces announce themselves (IPv6 DAD, MLD, router
-// solicitations, gratuitous ARP), and the bridge floods each announcement
-// to every port: right after a fill to 1,000 the machine spent 9.3 % of its
-// CPU in softirq over the first 3 s, 2.6 % over the next 3 s and ~1.5 % from
-// then on (measured). Probing at once billed that transient to the level.
-const fillSettle = 5 * time.Second
 
 // floorGap separates a floor sample from the probe ADD before it.
 const floorGap = 100 * time.Millisecond
