@@ -23,7 +23,6 @@ import (
 // floorSuite is the suite whose host namespace carries the floor samples.
 const floorSuite = "knit"
 
-
 // floorGap separates a floor sample from the probe ADD before it.
 const floorGap = 100 * time.Millisecond
 
