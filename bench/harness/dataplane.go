@@ -23,6 +23,7 @@ type dpScenario struct {
 
 var dpScenarios = []dpScenario{
 	{key: "veth", label: "bare veth pair, netns ↔ netns"},
+	{key: "handbridge", label: "bridge made by hand (ip link, no plugin, no rules), netns ↔ netns", net: "-"},
 	{key: "bridge-c2c", label: "bridge, container ↔ container", net: "bridge"},
 	{key: "bridge-c2h", label: "bridge, container → host (gateway)", net: "bridge", toHost: true},
 	{key: "ptp-c2c", label: "ptp, container ↔ container (routed)", net: "ptp"},
@@ -35,13 +36,13 @@ func (l *lab) measureDataplane(ss []suite, rounds, seconds int) (map[string][]fl
 	res := map[string][]float64{}
 	for r := 0; r < rounds; r++ {
 		for _, sc := range dpScenarios {
-			if sc.net == "" {
-				g, err := l.dpVeth(seconds)
+			if sc.net == "" || sc.net == "-" {
+				g, err := l.dpVeth(seconds, sc.net == "-")
 				if err != nil {
 					return nil, err
 				}
-				res["veth"] = append(res["veth"], g)
-				logf("dataplane round %d %-28s %.2f Gbit/s (load %s)", r+1, "bare veth", g, loadavg())
+				res[sc.key] = append(res[sc.key], g)
+				logf("dataplane round %d %-28s %.2f Gbit/s (load %s)", r+1, sc.key, g, loadavg())
 				continue
 			}
 			for _, s := range rotate(ss, r) {
@@ -62,8 +63,12 @@ func (l *lab) measureDataplane(ss []suite, rounds, seconds int) (map[string][]fl
 	return res, nil
 }
 
-// dpVeth joins two fresh namespaces with a bare veth pair and measures it.
-func (l *lab) dpVeth(seconds int) (float64, error) {
+// dpVeth joins two fresh namespaces with a bare veth pair and measures it;
+// with bridged, each gets a veth into a third namespace instead, whose Linux
+// bridge (made as `ip link` would, no plugin, no nftables rules) joins them:
+// the kernel's own cost of a bridge hop, the floor under every bridge
+// plugin's dataplane.
+func (l *lab) dpVeth(seconds int, bridged bool) (float64, error) {
 	a, err := l.newNS("va")
 	if err != nil {
 		return 0, err
@@ -74,18 +79,22 @@ func (l *lab) dpVeth(seconds int) (float64, error) {
 		return 0, err
 	}
 	defer netns.DeletePath(b)
-	hb, err := vnetns.GetFromPath(b)
-	if err != nil {
-		return 0, err
+	what := "bare veth"
+	if bridged {
+		what = "bridge made by hand"
+		h, err := l.newNS("vh")
+		if err != nil {
+			return 0, err
+		}
+		defer netns.DeletePath(h)
+		if err := handBridge(h, a, b); err != nil {
+			return 0, fmt.Errorf("%s: %w", what, err)
+		}
+	} else if err := vethBetween(a, b, "eth0"); err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
 	}
-	defer hb.Close()
 	for _, side := range []struct{ ns, addr string }{{a, "10.95.0.1/24"}, {b, "10.95.0.2/24"}} {
 		err := netns.Do(side.ns, func() error {
-			if side.ns == a {
-				if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "eth0", PeerNamespace: netlink.NsFd(hb)}); err != nil {
-					return err
-				}
-			}
 			for _, name := range []string{"lo", "eth0"} {
 				ln, err := netlink.LinkByName(name)
 				if err != nil {
@@ -104,10 +113,54 @@ func (l *lab) dpVeth(seconds int) (float64, error) {
 			return nil
 		})
 		if err != nil {
-			return 0, fmt.Errorf("bare veth: %w", err)
+			return 0, fmt.Errorf("%s: %w", what, err)
 		}
 	}
 	return iperf(a, b, "10.95.0.2", seconds)
+}
+
+// vethBetween creates a veth pair from namespace a (end "eth0") to b (end
+// peer), both down.
+func vethBetween(a, b, peer string) error {
+	hb, err := vnetns.GetFromPath(b)
+	if err != nil {
+		return err
+	}
+	defer hb.Close()
+	return netns.Do(a, func() error {
+		return netlink.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: peer, PeerNamespace: netlink.NsFd(hb)})
+	})
+}
+
+// handBridge gives a and b each an eth0 whose peer is a port of bridge
+// "br0" in h, everything in h up.
+func handBridge(h, a, b string) error {
+	for i, ns := range []string{a, b} {
+		if err := vethBetween(ns, h, fmt.Sprintf("p%d", i)); err != nil {
+			return err
+		}
+	}
+	return netns.Do(h, func() error {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}
+		if err := netlink.LinkAdd(br); err != nil {
+			return err
+		}
+		for _, name := range []string{"p0", "p1", "br0", "lo"} {
+			ln, err := netlink.LinkByName(name)
+			if err != nil {
+				return err
+			}
+			if name[0] == 'p' {
+				if err := netlink.LinkSetMasterByIndex(ln, br.Attrs().Index); err != nil {
+					return err
+				}
+			}
+			if err := netlink.LinkSetUp(ln); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // dpPlugins attaches two containers with the suite's plugins and measures

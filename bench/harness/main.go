@@ -46,7 +46,7 @@ var (
 	burstReps  = flag.Int("burst-reps", 1, "burst repetitions")
 	scaleSpec  = flag.String("scale", "10,500,1000", "attached-container levels (a Linux bridge takes at most 1024 ports)")
 	scaleN     = flag.Int("scale-samples", 20, "ADD/DEL samples at each scale level")
-	dpRounds   = flag.Int("dp-rounds", 3, "dataplane rounds")
+	dpRounds   = flag.Int("dp-rounds", 5, "dataplane rounds")
 	dpSeconds  = flag.Int("dp-seconds", 5, "iperf3 seconds per dataplane sample")
 	quick      = flag.Bool("quick", false, "a fast smoke run: few samples, small bursts and levels")
 	innerEnv   = "KNIT_BENCH_INNER"

@@ -207,8 +207,12 @@ func (r *results) markdown(plotName string) string {
 		base := median(r.dataplane["veth"])
 		p("| path | knit | deb | new | knit ÷ bare veth |\n|---|---|---|---|---|\n")
 		for _, sc := range dpScenarios {
-			if sc.net == "" {
-				p("| %s | %s | | | 100 %% |\n", sc.label, minMedMax(r.dataplane["veth"], 2))
+			if sc.net == "" || sc.net == "-" {
+				pct := "100 %"
+				if k := r.dataplane[sc.key]; sc.net == "-" && base > 0 && len(k) > 0 {
+					pct = fmt.Sprintf("%.1f %%", 100*median(k)/base)
+				}
+				p("| %s | %s | | | %s |\n", sc.label, minMedMax(r.dataplane[sc.key], 2), pct)
 				continue
 			}
 			k := r.dataplane["knit/"+sc.key]
@@ -217,6 +221,11 @@ func (r *results) markdown(plotName string) string {
 				pct = fmt.Sprintf("%.1f %%", 100*median(k)/base)
 			}
 			p("| %s | %s | %s | %s | %s |\n", sc.label, minMedMax(k, 2), minMedMax(r.dataplane["deb/"+sc.key], 2), minMedMax(r.dataplane["new/"+sc.key], 2), pct)
+		}
+		if hb := median(r.dataplane["handbridge"]); hb > 0 {
+			if k := r.dataplane["knit/bridge-c2c"]; len(k) > 0 {
+				p("\nknit's bridge container ↔ container ÷ the bridge made by hand (the kernel's floor for a bridge hop): %.1f %%.\n", 100*median(k)/hb)
+			}
 		}
 		p("\n")
 	}
