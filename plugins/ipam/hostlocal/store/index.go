@@ -175,12 +175,14 @@ func (s *Store) markDirty() {
 	}
 	s.dirty = true
 	if s.stateFD < 0 {
-		s.indexOK = false
+		s.noSeal = true
 		return
 	}
 	if err := pwriteAll(s.stateFD, []byte(dirtyState)); err != nil {
+		// An old seal may still be in the file: never write a new one
+		// over a state this operation could not mark.
 		slog.Debug("host-local: cannot mark the state dirty", "err", err)
-		s.indexOK = false
+		s.noSeal = true
 	}
 }
 

@@ -141,6 +141,7 @@ type Store struct {
 	stateFD int            // the state file, open from Open to Close (-1: none)
 	trusted bool           // the seal held at Open (index.go)
 	indexOK bool           // the owner index matches the directory
+	noSeal  bool           // the state could not be marked dirty: never seal
 	dirty   bool           // this operation has marked the state dirty
 	lastRx  map[int]string // last_reserved_ip.N contents seen or written
 }
@@ -204,7 +205,7 @@ func (s *Store) Close() error {
 	if s.lock == nil {
 		return nil
 	}
-	if s.dirty && s.indexOK {
+	if s.dirty && s.indexOK && !s.noSeal {
 		s.writeSeal()
 	}
 	s.closeState()
