@@ -55,13 +55,31 @@ var ErrNoIPv4Conf = errors.New("the link has no IPv4 configuration")
 // values of net.ipv4.conf.IFNAME.*, by IPv4ConfID. It never touches
 // /proc/sys, whose lookups grow with the number of namespaces.
 func IPv4Conf(ns *Namespace, l netlink.Link) (map[int]uint32, error) {
-	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Index = int32(l.Attrs().Index)
-	req.AddData(msg)
-	msgs, err := ns.rawRequest(req, unix.RTM_NEWLINK, false)
+	s, err := ns.rawSocket(false)
 	if err != nil {
 		return nil, fmt.Errorf("reading the IPv4 settings of %s: %w", l.Attrs().Name, err)
+	}
+	defer s.Close()
+	_, conf, err := linkIPv4Conf(s, l.Attrs().Index)
+	if err != nil {
+		return nil, fmt.Errorf("reading the IPv4 settings of %s: %w", l.Attrs().Name, err)
+	}
+	if conf == nil {
+		return nil, fmt.Errorf("%s: %w", l.Attrs().Name, ErrNoIPv4Conf)
+	}
+	return conf, nil
+}
+
+// linkIPv4Conf asks for link index with one RTM_GETLINK on s and returns its
+// name and IPv4 settings (nil when it has none).
+func linkIPv4Conf(s *nl.NetlinkSocket, index int) (name string, conf map[int]uint32, err error) {
+	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	msgs, err := rawExecute(s, req, unix.RTM_NEWLINK)
+	if err != nil {
+		return "", nil, err
 	}
 	for _, m := range msgs {
 		if len(m) < unix.SizeofIfInfomsg {
@@ -69,13 +87,18 @@ func IPv4Conf(ns *Namespace, l netlink.Link) (map[int]uint32, error) {
 		}
 		attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
 		if err != nil {
-			return nil, fmt.Errorf("reading the IPv4 settings of %s: %w", l.Attrs().Name, err)
+			return "", nil, err
 		}
-		if conf := inetConf(attrs); conf != nil {
-			return conf, nil
+		for _, a := range attrs {
+			if a.Attr.Type == unix.IFLA_IFNAME {
+				name = string(trimNUL(a.Value))
+			}
+		}
+		if c := inetConf(attrs); c != nil {
+			conf = c
 		}
 	}
-	return nil, fmt.Errorf("%s: %w", l.Attrs().Name, ErrNoIPv4Conf)
+	return name, conf, nil
 }
 
 // inetConf finds IFLA_AF_SPEC / AF_INET / IFLA_INET_CONF: one native-endian

@@ -57,28 +57,9 @@ func (ns *Namespace) ipv4ConfToward(dst net.IP) (ifname string, conf map[int]uin
 		return "", nil, fmt.Errorf("no route to %s through an interface", dst)
 	}
 
-	lreq := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
-	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
-	msg.Index = int32(index)
-	lreq.AddData(msg)
-	msgs, err = rawExecute(s, lreq, unix.RTM_NEWLINK)
+	ifname, conf, err = linkIPv4Conf(s, index)
 	if err != nil {
 		return "", nil, fmt.Errorf("reading interface %d (toward %s): %w", index, dst, err)
-	}
-	for _, m := range msgs {
-		if len(m) < unix.SizeofIfInfomsg {
-			continue
-		}
-		attrs, err := nl.ParseRouteAttr(m[unix.SizeofIfInfomsg:])
-		if err != nil {
-			return "", nil, fmt.Errorf("reading interface %d (toward %s): %w", index, dst, err)
-		}
-		for _, a := range attrs {
-			if a.Attr.Type == unix.IFLA_IFNAME {
-				ifname = string(trimNUL(a.Value))
-			}
-		}
-		conf = inetConf(attrs)
 	}
 	if ifname == "" {
 		return "", nil, fmt.Errorf("interface %d (toward %s) has no name", index, dst)
