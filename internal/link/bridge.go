@@ -1,7 +1,6 @@
 package link
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -27,7 +26,7 @@ type Bridge struct {
 // An existing link of that name that is not a bridge is an error. created
 // reports whether this call made it.
 func EnsureBridge(ns *Namespace, b Bridge) (br *netlink.Bridge, created bool, err error) {
-	l, err := ns.Handle.LinkByName(b.Name)
+	l, err := ByName(ns, b.Name)
 	switch {
 	case err == nil:
 	case IsNotFound(err):
@@ -37,7 +36,7 @@ func EnsureBridge(ns *Namespace, b Bridge) (br *netlink.Bridge, created bool, er
 		}
 		created = true
 	default:
-		return nil, false, fmt.Errorf("looking up bridge %s: %w", b.Name, err)
+		return nil, false, fmt.Errorf("bridge %s: %w", b.Name, err)
 	}
 	br, ok := l.(*netlink.Bridge)
 	if !ok {
@@ -88,9 +87,9 @@ func createBridge(ns *Namespace, b Bridge) (netlink.Link, error) {
 		return nil, fmt.Errorf("creating bridge %s: %w", b.Name, err)
 	}
 	// Another plugin may have won the race (EEXIST): use whatever is there.
-	l, err := ns.Handle.LinkByName(b.Name)
+	l, err := ByName(ns, b.Name)
 	if err != nil {
-		return nil, fmt.Errorf("looking up new bridge %s: %w", b.Name, err)
+		return nil, fmt.Errorf("new bridge %s: %w", b.Name, err)
 	}
 	return l, nil
 }
@@ -98,8 +97,8 @@ func createBridge(ns *Namespace, b Bridge) (netlink.Link, error) {
 // RandomMAC returns a random unicast, locally administered MAC address.
 func RandomMAC() (net.HardwareAddr, error) {
 	mac := make(net.HardwareAddr, 6)
-	if _, err := rand.Read(mac); err != nil {
-		return nil, fmt.Errorf("reading random bytes for a MAC: %w", err)
+	if err := randomBytes(mac); err != nil {
+		return nil, fmt.Errorf("choosing a MAC: %w", err)
 	}
 	mac[0] = (mac[0] &^ 0x01) | 0x02
 	return mac, nil
@@ -111,12 +110,16 @@ type Port struct {
 	Isolated bool // isolated ports only talk to non-isolated ones
 }
 
-// AttachPort enslaves port to br and applies the port flags that are set.
+// AttachPort enslaves port to br, unless port (as looked up) already is
+// br's port (a veth created with Veth.MasterIndex), and applies the port
+// flags that are set.
 func AttachPort(ns *Namespace, port netlink.Link, br netlink.Link, p Port) error {
-	if err := ns.Handle.LinkSetMasterByIndex(port, br.Attrs().Index); err != nil {
-		return fmt.Errorf("attaching %s to bridge %s: %w", port.Attrs().Name, br.Attrs().Name, err)
+	if port.Attrs().MasterIndex != br.Attrs().Index {
+		if err := ns.Handle.LinkSetMasterByIndex(port, br.Attrs().Index); err != nil {
+			return fmt.Errorf("attaching %s to bridge %s: %w", port.Attrs().Name, br.Attrs().Name, err)
+		}
+		port.Attrs().MasterIndex = br.Attrs().Index
 	}
-	port.Attrs().MasterIndex = br.Attrs().Index
 	if p.Hairpin {
 		if err := ns.Handle.LinkSetHairpin(port, true); err != nil {
 			return fmt.Errorf("setting hairpin mode on %s: %w", port.Attrs().Name, err)

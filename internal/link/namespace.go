@@ -12,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 
 	"github.com/knit-cni/knit/internal/netns"
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -27,6 +29,12 @@ type Namespace struct {
 	// Handle is a NETLINK_ROUTE handle whose socket lives in the namespace.
 	Handle *netlink.Handle
 	fd     vnetns.NsHandle
+
+	// Sockets of our own for the requests the netlink library cannot
+	// express or makes costly (see raw.go), opened on first use: [0]
+	// plain, [1] with strict checking.
+	rawMu sync.Mutex
+	raw   [2]*nl.SocketHandle
 }
 
 // Current opens the namespace the plugin runs in (the "host" namespace).
@@ -88,6 +96,14 @@ func (n *Namespace) Close() {
 	if n.Handle != nil {
 		n.Handle.Close()
 	}
+	n.rawMu.Lock()
+	for i, s := range n.raw {
+		if s != nil {
+			s.Close()
+			n.raw[i] = nil
+		}
+	}
+	n.rawMu.Unlock()
 	n.fd.Close()
 }
 

@@ -18,16 +18,36 @@ import (
 // "net", "ipv4", "conf", "eth0" collide across every namespace) cost
 // milliseconds per plugin run; these requests cost the same at any size.
 
-// rawRequest runs req in ns on a fresh NETLINK_ROUTE socket, with the
-// kernel's strict checking on when strict (needed for filtered dumps), and
-// returns the answers of type resType.
+// rawRequest runs req in ns on the namespace's own NETLINK_ROUTE socket,
+// with the kernel's strict checking on when strict (needed for filtered
+// dumps), and returns the answers of type resType.
 func (n *Namespace) rawRequest(req *nl.NetlinkRequest, resType uint16, strict bool) ([][]byte, error) {
-	s, err := n.rawSocket(strict)
+	s, err := n.sharedSocket(strict)
 	if err != nil {
 		return nil, err
 	}
-	defer s.Close()
-	return rawExecute(s, req, resType)
+	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: s}
+	return req.Execute(unix.NETLINK_ROUTE, resType)
+}
+
+// sharedSocket returns the namespace's socket for rawRequest, opening it on
+// first use. Requests on it may run concurrently: the library serialises
+// them and tells their answers apart by sequence number.
+func (n *Namespace) sharedSocket(strict bool) (*nl.SocketHandle, error) {
+	i := 0
+	if strict {
+		i = 1
+	}
+	n.rawMu.Lock()
+	defer n.rawMu.Unlock()
+	if n.raw[i] == nil {
+		s, err := n.rawSocket(strict)
+		if err != nil {
+			return nil, err
+		}
+		n.raw[i] = &nl.SocketHandle{Socket: s}
+	}
+	return n.raw[i], nil
 }
 
 // rawSocket opens a NETLINK_ROUTE socket in ns for rawExecute.

@@ -1,7 +1,6 @@
 package link
 
 import (
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -33,8 +32,8 @@ func (e *ExistsError) Error() string {
 // host-side naming.
 func RandomVethName() (string, error) {
 	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("reading random bytes for a veth name: %w", err)
+	if err := randomBytes(b[:]); err != nil {
+		return "", fmt.Errorf("choosing a veth name: %w", err)
 	}
 	return "veth" + hex.EncodeToString(b[:]), nil
 }
@@ -58,6 +57,11 @@ type Veth struct {
 	// traffic per container on the host, whose IPv6 route walk on every
 	// interface removal then stays short.
 	HostNoLinkLocal bool
+	// MasterIndex, when not 0, is the ifindex of a bridge (or other
+	// master) in the host namespace that the host end becomes a port of
+	// as it is created, in the same request (no separate attach). A
+	// missing master fails the creation and leaves nothing behind.
+	MasterIndex int
 }
 
 // VethPair is the result of CreateVeth.
@@ -68,17 +72,20 @@ type VethPair struct {
 
 const vethNameTries = 10
 
-// CreateVeth creates the pair inside the container namespace with the host
-// end placed directly in the host namespace (one netlink request, no
-// namespace switching), so the container end never appears in the host. It
-// fails with *ExistsError when the container already has a link named
-// ContainerName.
+// CreateVeth creates the pair with one netlink request in the host
+// namespace: the host end there, the container end directly in the
+// container namespace (it never appears in the host). It fails with
+// *ExistsError when the container already has a link named ContainerName,
+// or when HostName is given and taken.
 func CreateVeth(host, cont *Namespace, v Veth) (*VethPair, error) {
 	if v.ContainerName == "" {
 		return nil, errors.New("creating veth: no container interface name given")
 	}
 	if v.MTU < 0 {
 		return nil, fmt.Errorf("creating veth: invalid MTU %d", v.MTU)
+	}
+	if v.MasterIndex < 0 {
+		return nil, fmt.Errorf("creating veth: invalid master ifindex %d", v.MasterIndex)
 	}
 	tries := 1
 	if v.HostName == "" {
@@ -92,25 +99,20 @@ func CreateVeth(host, cont *Namespace, v Veth) (*VethPair, error) {
 				return nil, err
 			}
 		}
-		attrs := netlink.NewLinkAttrs()
-		attrs.Name = v.ContainerName
-		attrs.MTU = v.MTU
-		attrs.HardwareAddr = v.ContainerMAC
-		veth := &netlink.Veth{
-			LinkAttrs:     attrs,
-			PeerName:      hostName,
-			PeerNamespace: netlink.NsFd(host.Fd()),
-			PeerMTU:       uint32(v.MTU),
-		}
-		err := cont.Handle.LinkAdd(veth)
+		err := newVeth(host, cont, v, hostName)
 		if err == nil {
 			return finishVeth(host, cont, v, hostName)
 		}
 		if !errors.Is(err, unix.EEXIST) {
+			if v.MasterIndex != 0 {
+				if _, lerr := ByIndex(host, v.MasterIndex); IsNotFound(lerr) {
+					return nil, fmt.Errorf("creating veth pair %s (container) / %s (host): its master (ifindex %d) no longer exists in the host namespace: %w", v.ContainerName, hostName, v.MasterIndex, err)
+				}
+			}
 			return nil, fmt.Errorf("creating veth pair %s (container) / %s (host): %w", v.ContainerName, hostName, err)
 		}
 		// Which name collided? The container's is fatal, the host's is retried.
-		if _, lerr := cont.Handle.LinkByName(v.ContainerName); lerr == nil {
+		if _, lerr := ByName(cont, v.ContainerName); lerr == nil {
 			return nil, &ExistsError{Name: v.ContainerName, Path: cont.Path}
 		}
 		if v.HostName != "" {
@@ -120,11 +122,43 @@ func CreateVeth(host, cont *Namespace, v Veth) (*VethPair, error) {
 	return nil, fmt.Errorf("creating veth pair for %s: %d random host names were all taken", v.ContainerName, vethNameTries)
 }
 
+// newVeth sends the RTM_NEWLINK that creates the pair on host's socket: the
+// host end is the new link (with its master, if any), the container end its
+// peer, created in cont. It carries what the netlink library's LinkAdd of
+// the same pair would, including the host end's txqueuelen 0.
+func newVeth(host, cont *Namespace, v Veth, hostName string) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(hostName)))
+	if v.MTU > 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(v.MTU))))
+	}
+	req.AddData(nl.NewRtAttr(unix.IFLA_TXQLEN, nl.Uint32Attr(0)))
+	if v.MasterIndex != 0 {
+		req.AddData(nl.NewRtAttr(unix.IFLA_MASTER, nl.Uint32Attr(uint32(v.MasterIndex))))
+	}
+	info := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	info.AddRtAttr(unix.IFLA_INFO_KIND, nl.NonZeroTerminated("veth"))
+	peer := info.AddRtAttr(unix.IFLA_INFO_DATA, nil).AddRtAttr(nl.VETH_INFO_PEER, nil)
+	nl.NewIfInfomsgChild(peer, unix.AF_UNSPEC)
+	peer.AddRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(v.ContainerName))
+	if v.MTU > 0 {
+		peer.AddRtAttr(unix.IFLA_MTU, nl.Uint32Attr(uint32(v.MTU)))
+	}
+	if v.ContainerMAC != nil {
+		peer.AddRtAttr(unix.IFLA_ADDRESS, []byte(v.ContainerMAC))
+	}
+	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(cont.Fd())))
+	req.AddData(info)
+	_, err := host.rawRequest(req, 0, false)
+	return err
+}
+
 func finishVeth(host, cont *Namespace, v Veth, hostName string) (*VethPair, error) {
-	hl, err := host.Handle.LinkByName(hostName)
+	hl, err := ByName(host, hostName)
 	if err != nil {
 		cleanupVeth(cont, v.ContainerName)
-		return nil, fmt.Errorf("looking up new host veth %s: %w", hostName, err)
+		return nil, fmt.Errorf("new host veth: %w", err)
 	}
 	if v.HostNoLinkLocal {
 		// Before up, when the kernel would generate the address. A kernel
@@ -140,16 +174,16 @@ func finishVeth(host, cont *Namespace, v Veth, hostName string) (*VethPair, erro
 			return nil, fmt.Errorf("setting host veth %s up: %w", hostName, err)
 		}
 	}
-	cl, err := cont.Handle.LinkByName(v.ContainerName)
+	cl, err := ByName(cont, v.ContainerName)
 	if err != nil {
 		cleanupVeth(cont, v.ContainerName)
-		return nil, fmt.Errorf("looking up new container veth %s: %w", v.ContainerName, err)
+		return nil, fmt.Errorf("new container veth: %w", err)
 	}
 	return &VethPair{Host: hl, Container: cl}, nil
 }
 
 func cleanupVeth(cont *Namespace, name string) {
-	if l, err := cont.Handle.LinkByName(name); err == nil {
+	if l, err := ByName(cont, name); err == nil {
 		_ = cont.Handle.LinkDel(l)
 	}
 }
@@ -172,7 +206,7 @@ func Peer(ns *Namespace, l netlink.Link) (netlink.Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := ns.Handle.LinkByIndex(idx)
+	p, err := ByIndex(ns, idx)
 	if err != nil {
 		return nil, fmt.Errorf("finding the peer (ifindex %d) of veth %s: %w", idx, l.Attrs().Name, err)
 	}
@@ -183,7 +217,7 @@ func Peer(ns *Namespace, l netlink.Link) (netlink.Link, error) {
 // addresses it had (for undoing masquerade and the like). A missing link is
 // reported with an error for which IsNotFound is true.
 func DeleteByName(ns *Namespace, name string) ([]netlink.Addr, error) {
-	l, err := ns.Handle.LinkByName(name)
+	l, err := ByName(ns, name)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +272,7 @@ func SetMAC(ns *Namespace, l netlink.Link, mac net.HardwareAddr) error {
 // returns at once when the link is already up, and otherwise waits for the
 // kernel's link notifications.
 func WaitOperUp(ns *Namespace, index int, timeout time.Duration) (netlink.Link, error) {
-	l, err := ns.Handle.LinkByIndex(index)
+	l, err := ByIndex(ns, index)
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +297,7 @@ func WaitOperUp(ns *Namespace, index int, timeout time.Duration) (netlink.Link, 
 		return nil, fmt.Errorf("subscribing to link updates: %w", err)
 	}
 	// The state may have changed between the first look and the subscription.
-	if l, err = ns.Handle.LinkByIndex(index); err != nil {
+	if l, err = ByIndex(ns, index); err != nil {
 		return nil, err
 	}
 	if l.Attrs().OperState == netlink.OperUp {

@@ -121,7 +121,8 @@ func (Plugin) Add(ctx context.Context, req *skel.Request) (_ *cni.Result, retErr
 		}
 	}
 
-	pair, err := link.CreateVeth(host, cont, link.Veth{ContainerName: req.IfName, MTU: conf.MTU, ContainerMAC: conf.mac, HostUp: true, HostNoLinkLocal: true})
+	// The host end becomes a port of the bridge as it is created.
+	pair, err := link.CreateVeth(host, cont, link.Veth{ContainerName: req.IfName, MTU: conf.MTU, ContainerMAC: conf.mac, HostUp: true, HostNoLinkLocal: true, MasterIndex: br.Attrs().Index})
 	if err != nil {
 		return nil, linkErr("cannot create the veth pair", err)
 	}
@@ -205,7 +206,7 @@ func (Plugin) Add(ctx context.Context, req *skel.Request) (_ *cni.Result, retErr
 	}
 	if !created {
 		// An existing bridge may follow its ports' MACs: report its current one.
-		if l, err := host.Handle.LinkByIndex(br.Attrs().Index); err == nil {
+		if l, err := link.ByIndex(host, br.Attrs().Index); err == nil {
 			res.Interfaces[0].Mac = l.Attrs().HardwareAddr.String()
 		}
 	}
