@@ -122,14 +122,19 @@ func DoHandle(target vnetns.NsHandle, fn func() error) error {
 // runs in. It reads the calling thread's namespace, not the main thread's
 // (/proc/self): the main thread may be inside another namespace for a
 // moment, on behalf of some other goroutine's Do.
+//
+// It does not lock the goroutine to its thread: a goroutine locked by the
+// caller stays on its thread anyway, and an unlocked one only ever runs on
+// threads in the process's own namespace (Do enters another namespace only
+// on a locked thread, and a thread that cannot return is discarded). Not
+// locking matters at a plugin's start: the first LockOSThread of a process
+// starts the runtime's template thread, a clone the plugin may not need.
 func SameAsCurrent(path string) (bool, error) {
 	target, err := Open(path)
 	if err != nil {
 		return false, err
 	}
 	defer target.Close()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	cur, err := vnetns.GetFromPath("/proc/thread-self/ns/net")
 	if err != nil {
 		return false, err
