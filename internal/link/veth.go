@@ -108,6 +108,9 @@ func CreateVeth(host, cont *Namespace, v Veth) (*VethPair, error) {
 				if _, lerr := ByIndex(host, v.MasterIndex); IsNotFound(lerr) {
 					return nil, fmt.Errorf("creating veth pair %s (container) / %s (host): its master (ifindex %d) no longer exists in the host namespace: %w", v.ContainerName, hostName, v.MasterIndex, err)
 				}
+				if errors.Is(err, unix.EOPNOTSUPP) {
+					return nil, fmt.Errorf("creating veth pair %s (container) / %s (host): link %d cannot take ports (not a bridge?): %w", v.ContainerName, hostName, v.MasterIndex, err)
+				}
 			}
 			return nil, fmt.Errorf("creating veth pair %s (container) / %s (host): %w", v.ContainerName, hostName, err)
 		}
