@@ -165,3 +165,32 @@ func TestDetachOneDuplicateEach(t *testing.T) {
 		t.Fatalf("Detach returned %d descriptors (%v) for %d netfilter descriptors; want one each", len(fds), err, before)
 	}
 }
+
+// openDescriptors lists exactly the open descriptors: a new one appears, a
+// closed one is gone, and the listing's own descriptor is never reported.
+func TestOpenDescriptors(t *testing.T) {
+	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	has := func(want int) bool {
+		t.Helper()
+		fds, err := openDescriptors()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fds {
+			if f == want {
+				return true
+			}
+		}
+		return false
+	}
+	if !has(fd) || !has(0) {
+		t.Fatalf("descriptors 0 and %d are open but not listed", fd)
+	}
+	unix.Close(fd)
+	if has(fd) {
+		t.Fatalf("descriptor %d was closed but is still listed", fd)
+	}
+}
