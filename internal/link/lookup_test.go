@@ -221,3 +221,45 @@ func TestRandomBytes(t *testing.T) {
 		t.Errorf("RandomVethName = %q, %v", n, err)
 	}
 }
+
+// Lookups share the namespace's socket; concurrent ones each get their own
+// answer.
+func TestLeanLookupConcurrent(t *testing.T) {
+	host, _ := openPair(t)
+	addVeth(t, host, "klc")
+	want, err := host.Handle.LinkByName("klc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		go func() {
+			for i := 0; i < 50; i++ {
+				name, index := "klc", want.Attrs().Index
+				if (g+i)%2 == 0 {
+					name, index = "lo", 1
+				}
+				l, err := ByName(host, name)
+				if err == nil && l.Attrs().Index != index {
+					err = errors.New("ByName(" + name + ") answered with another link")
+				}
+				if err == nil {
+					l, err = ByIndex(host, index)
+					if err == nil && l.Attrs().Name != name {
+						err = errors.New("ByIndex answered with " + l.Attrs().Name + ", want " + name)
+					}
+				}
+				if err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+}
