@@ -89,7 +89,7 @@ func (l *lab) measureRSS(s suite, runs int) (*rssResult, error) {
 }
 
 // installedSize sums the sizes of the distinct files behind the given
-// plugin types (knit's links all point at one binary).
+// plugin types (several of knit's links point at one binary, counted once).
 func installedSize(dir string, types []string) (int64, error) {
 	seen := map[string]bool{}
 	var total int64

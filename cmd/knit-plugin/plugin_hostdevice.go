@@ -1,3 +1,5 @@
+//go:build !knit_core
+
 package main
 
 import hostdevice "github.com/knit-cni/knit/plugins/main/host-device"

@@ -1,3 +1,5 @@
+//go:build !knit_core
+
 package main
 
 import "github.com/knit-cni/knit/plugins/main/ipvlan"

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -19,10 +20,13 @@ import (
 	"github.com/knit-cni/knit/pkg/cni"
 )
 
-// pluginBinary is the name of the multi-call plugin binary, and the module
-// package it is built from (recorded in its build info).
+// pluginBinary is the name of the multi-call plugin binary, extraBinary
+// that of the second build with the less common plugins (see
+// cmd/knit-plugin), and pluginPackage the module package both are built
+// from (recorded in their build info).
 const (
 	pluginBinary  = "knit-plugin"
+	extraBinary   = "knit-plugin-extra"
 	pluginPackage = "github.com/knit-cni/knit/cmd/knit-plugin"
 )
 
@@ -34,7 +38,9 @@ func newInstallCmd(g *globals) *cobra.Command {
 		Short: "Install the knit plugins into a CNI bin directory",
 		Long: `Install the knit plugins for any runtime to use: copy the knit-plugin binary
 (found beside the knit executable, or given by --from) into DIR atomically, and
-create one symlink per plugin type (as "knit-plugin --list" names them).
+create one symlink per plugin type (as "knit-plugin --list" names them). A
+knit-plugin-extra beside it (the second binary "make build" makes, with the less
+common plugins) is installed too, and its types not in knit-plugin link to it.
 
 Running it again is harmless: an identical binary is left alone and correct
 links are kept. A file of the same name that is not part of knit (for
@@ -54,8 +60,12 @@ example a reference plugin) is not overwritten unless --force is given.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "%s: %s; %d plugin links (%d new): %s\n",
-				filepath.Join(dir, pluginBinary), rep.binary, len(rep.types), rep.newLinks, strings.Join(rep.types, " "))
+			var bins []string
+			for _, b := range rep.binaries {
+				bins = append(bins, filepath.Join(dir, b.name)+": "+b.state)
+			}
+			fmt.Fprintf(g.stdout, "%s; %d plugin links (%d new): %s\n",
+				strings.Join(bins, "; "), len(rep.types), rep.newLinks, strings.Join(rep.types, " "))
 			return nil
 		},
 	}
@@ -82,39 +92,57 @@ func besideExecutable(name string) (string, error) {
 }
 
 type installReport struct {
-	binary   string // "installed", "updated" or "up to date"
-	types    []string
+	binaries []binaryState
+	types    []string // every type linked, sorted
 	newLinks int
 }
 
-// install copies the plugin binary from src into dir and links every type
-// it reports to it.
+type binaryState struct {
+	name  string // pluginBinary or extraBinary
+	state string // "installed", "updated" or "up to date"
+}
+
+// pluginBuild is one binary to install and the types it serves.
+type pluginBuild struct {
+	src, name string
+	types     []string
+}
+
+// install copies the plugin binary from src, and the knit-plugin-extra
+// beside it if there is one, into dir and links every type they report
+// to the first of them that has it. A knit-plugin-extra of an earlier
+// install that no type links to any more is removed.
 func install(ctx context.Context, src, dir string, force bool) (*installReport, error) {
-	if !isKnitPlugin(src) {
-		return nil, cni.NewError(cni.ErrInvalidEnvironmentVariables, "not a knit-plugin binary",
-			fmt.Sprintf("%s has no build info for %s: give --from the knit-plugin built from this repository", src, pluginPackage))
-	}
-	out, err := exec.CommandContext(ctx, src, "--list").Output()
-	if err != nil {
-		return nil, fmt.Errorf("asking %s --list for its plugin types: %w", src, err)
-	}
-	types := strings.Fields(string(out))
-	if len(types) == 0 {
-		return nil, fmt.Errorf("%s --list named no plugin types: is it a complete build?", src)
-	}
-	for _, t := range types {
-		if err := cni.ValidatePluginType(t); err != nil || t == pluginBinary {
-			return nil, fmt.Errorf("%s --list named an unusable plugin type %q", src, t)
+	builds := []pluginBuild{{src: src, name: pluginBinary}}
+	if extra := filepath.Join(filepath.Dir(src), extraBinary); extra != src {
+		if fi, err := os.Stat(extra); err == nil && fi.Mode().IsRegular() {
+			builds = append(builds, pluginBuild{src: extra, name: extraBinary})
 		}
 	}
+	target := map[string]string{} // type -> binary name
+	var types []string
+	for i := range builds {
+		b := &builds[i]
+		if err := listBuild(ctx, b); err != nil {
+			return nil, err
+		}
+		for _, t := range b.types {
+			if _, dup := target[t]; !dup {
+				target[t] = b.name
+				types = append(types, t)
+			}
+		}
+	}
+	sort.Strings(types)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", dir, err)
 	}
 
 	// Check everything before changing anything.
-	dst := filepath.Join(dir, pluginBinary)
-	if err := checkReplaceable(dst, force); err != nil {
-		return nil, err
+	for _, b := range builds {
+		if err := checkReplaceable(filepath.Join(dir, b.name), force); err != nil {
+			return nil, err
+		}
 	}
 	for _, t := range types {
 		if err := checkReplaceable(filepath.Join(dir, t), force); err != nil {
@@ -123,12 +151,15 @@ func install(ctx context.Context, src, dir string, force bool) (*installReport, 
 	}
 
 	rep := &installReport{types: types}
-	rep.binary, err = installBinary(src, dst)
-	if err != nil {
-		return nil, err
+	for _, b := range builds {
+		state, err := installBinary(b.src, filepath.Join(dir, b.name))
+		if err != nil {
+			return nil, err
+		}
+		rep.binaries = append(rep.binaries, binaryState{b.name, state})
 	}
 	for _, t := range types {
-		created, err := installLink(filepath.Join(dir, t))
+		created, err := installLink(filepath.Join(dir, t), target[t])
 		if err != nil {
 			return nil, err
 		}
@@ -136,8 +167,46 @@ func install(ctx context.Context, src, dir string, force bool) (*installReport, 
 			rep.newLinks++
 		}
 	}
+	if len(builds) == 1 {
+		removeStaleExtra(dir)
+	}
 	slog.Info("installed knit plugins", "dir", dir, "types", types)
 	return rep, nil
+}
+
+// listBuild checks that b.src is a knit-plugin build and asks it for its
+// plugin types.
+func listBuild(ctx context.Context, b *pluginBuild) error {
+	if !isKnitPlugin(b.src) {
+		return cni.NewError(cni.ErrInvalidEnvironmentVariables, "not a knit-plugin binary",
+			fmt.Sprintf("%s has no build info for %s: give --from the knit-plugin built from this repository", b.src, pluginPackage))
+	}
+	out, err := exec.CommandContext(ctx, b.src, "--list").Output()
+	if err != nil {
+		return fmt.Errorf("asking %s --list for its plugin types: %w", b.src, err)
+	}
+	b.types = strings.Fields(string(out))
+	if len(b.types) == 0 {
+		return fmt.Errorf("%s --list named no plugin types: is it a complete build?", b.src)
+	}
+	for _, t := range b.types {
+		if err := cni.ValidatePluginType(t); err != nil || t == pluginBinary || t == extraBinary {
+			return fmt.Errorf("%s --list named an unusable plugin type %q", b.src, t)
+		}
+	}
+	return nil
+}
+
+// removeStaleExtra removes dir's knit-plugin-extra, left by an install of
+// both binaries, once an install of one binary has linked every type away
+// from it. Anything else of that name is left alone.
+func removeStaleExtra(dir string) {
+	p := filepath.Join(dir, extraBinary)
+	if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && isKnitPlugin(p) {
+		if err := os.Remove(p); err != nil {
+			slog.Warn("cannot remove the knit-plugin-extra no plugin links to any more", "path", p, "error", err)
+		}
+	}
 }
 
 // checkReplaceable returns nil if path is absent, knit's own (the plugin
@@ -163,7 +232,7 @@ func checkReplaceable(path string, force bool) error {
 func isKnitFile(path string, fi fs.FileInfo) bool {
 	if fi.Mode()&fs.ModeSymlink != 0 {
 		target, err := os.Readlink(path)
-		return err == nil && filepath.Base(target) == pluginBinary
+		return err == nil && (filepath.Base(target) == pluginBinary || filepath.Base(target) == extraBinary)
 	}
 	return fi.Mode().IsRegular() && isKnitPlugin(path)
 }
@@ -217,15 +286,16 @@ func installBinary(src, dst string) (string, error) {
 	return state, nil
 }
 
-// installLink makes path a symlink to the plugin binary beside it, replacing
-// whatever is there atomically. It reports whether it changed anything.
-func installLink(path string) (bool, error) {
-	if target, err := os.Readlink(path); err == nil && target == pluginBinary {
+// installLink makes path a symlink to the plugin binary bin beside it,
+// replacing whatever is there atomically. It reports whether it changed
+// anything.
+func installLink(path, bin string) (bool, error) {
+	if target, err := os.Readlink(path); err == nil && target == bin {
 		return false, nil
 	}
 	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.tmp-%d", filepath.Base(path), os.Getpid()))
 	os.Remove(tmp)
-	if err := os.Symlink(pluginBinary, tmp); err != nil {
+	if err := os.Symlink(bin, tmp); err != nil {
 		return false, fmt.Errorf("creating link %s: %w", tmp, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {

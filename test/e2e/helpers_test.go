@@ -73,14 +73,19 @@ var (
 	types     []string
 )
 
-// pluginTypes lists the plugin types knit-plugin provides.
+// pluginTypes lists the plugin types knit-plugin and knit-plugin-extra
+// provide together.
 func pluginTypes(t testing.TB) []string {
 	typesOnce.Do(func() {
-		out, err := output(nil, binPath("knit-plugin"), "--list")
-		if err != nil {
-			t.Fatal(err)
+		for _, bin := range []string{"knit-plugin", "knit-plugin-extra"} {
+			out, err := output(nil, binPath(bin), "--list")
+			if err != nil {
+				t.Fatal(err)
+			}
+			types = append(types, strings.Fields(out)...)
 		}
-		types = strings.Fields(out)
+		slices.Sort(types)
+		types = slices.Compact(types)
 	})
 	return types
 }

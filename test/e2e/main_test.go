@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,7 +18,7 @@ import (
 const (
 	envEnable  = "KNIT_E2E"
 	envInside  = "KNIT_E2E_INSIDE"  // "1" in the sandboxed test binary
-	envBin     = "KNIT_E2E_BIN"     // directory holding knit, knit-plugin, cnitool
+	envBin     = "KNIT_E2E_BIN"     // directory holding knit, knit-plugin(-extra), cnitool
 	envScratch = "KNIT_E2E_SCRATCH" // scratch directory, a tmpfs inside the sandbox
 )
 
@@ -157,7 +158,9 @@ func removeStaleWork(age time.Duration) {
 	}
 }
 
-// buildBinaries builds knit, knit-plugin and the reference cnitool into dir.
+// buildBinaries builds knit, the two plugin binaries as `make build` does
+// (knit-plugin with the common plugins, knit-plugin-extra with the rest;
+// `knit install` installs both) and the reference cnitool into dir.
 func buildBinaries(dir string) error {
 	root, err := filepath.Abs("../..")
 	if err != nil {
@@ -165,13 +168,14 @@ func buildBinaries(dir string) error {
 	}
 	builds := [][]string{
 		{"build", "-o", filepath.Join(dir, "knit"), "./cmd/knit"},
-		{"build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, "knit-plugin"), "./cmd/knit-plugin"},
+		{"build", "-trimpath", "-ldflags=-s -w", "-tags", "knit_core", "-o", filepath.Join(dir, "knit-plugin"), "./cmd/knit-plugin"},
+		{"build", "-trimpath", "-ldflags=-s -w", "-tags", "knit_extra", "-o", filepath.Join(dir, "knit-plugin-extra"), "./cmd/knit-plugin"},
 		{"build", "-o", filepath.Join(dir, "cnitool"), "github.com/containernetworking/cni/cnitool"},
 	}
 	for _, b := range builds {
 		cmd := exec.Command("go", b...)
 		cmd.Dir = root
-		if strings.HasSuffix(b[len(b)-1], "knit-plugin") {
+		if slices.Contains(b, "./cmd/knit-plugin") {
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as the Makefile builds it
 		}
 		if out, err := cmd.CombinedOutput(); err != nil {
