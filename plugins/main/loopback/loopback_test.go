@@ -265,3 +265,17 @@ func TestVersionAndAbout(t *testing.T) {
 		t.Errorf("about banner %q", about.Stderr)
 	}
 }
+
+// A non-loopback address on lo is refused, after lo was set up (as the
+// reference plugin does).
+func TestNonLoopbackAddressRefused(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := nstest.Plugins(t)
+	host, ctr := nstest.HostAndContainer(t, "lna")
+	nstest.Run(t, ctr, "ip", "addr", "add", "10.77.0.1/24", "dev", "lo")
+	wantError(t, "ADD", nstest.Exec(t, host, dir, "loopback", "ADD", attachEnv(ctr), conf("1.1.0")),
+		cni.ErrInternal, "lo has a non-loopback address 10.77.0.1/24")
+	if !nstest.LinkUp(t, ctr, "lo") {
+		t.Fatal("lo is not up after the refused ADD")
+	}
+}
