@@ -55,12 +55,7 @@ var ErrNoIPv4Conf = errors.New("the link has no IPv4 configuration")
 // values of net.ipv4.conf.IFNAME.*, by IPv4ConfID. It never touches
 // /proc/sys, whose lookups grow with the number of namespaces.
 func IPv4Conf(ns *Namespace, l netlink.Link) (map[int]uint32, error) {
-	s, err := ns.rawSocket(false)
-	if err != nil {
-		return nil, fmt.Errorf("reading the IPv4 settings of %s: %w", l.Attrs().Name, err)
-	}
-	defer s.Close()
-	_, conf, err := linkIPv4Conf(s, l.Attrs().Index)
+	_, conf, err := linkIPv4Conf(ns.rawRequest, l.Attrs().Index)
 	if err != nil {
 		return nil, fmt.Errorf("reading the IPv4 settings of %s: %w", l.Attrs().Name, err)
 	}
@@ -70,14 +65,14 @@ func IPv4Conf(ns *Namespace, l netlink.Link) (map[int]uint32, error) {
 	return conf, nil
 }
 
-// linkIPv4Conf asks for link index with one RTM_GETLINK on s and returns its
-// name and IPv4 settings (nil when it has none).
-func linkIPv4Conf(s *nl.NetlinkSocket, index int) (name string, conf map[int]uint32, err error) {
+// linkIPv4Conf asks for link index with one RTM_GETLINK through do and
+// returns its name and IPv4 settings (nil when it has none).
+func linkIPv4Conf(do func(*nl.NetlinkRequest, uint16) ([][]byte, error), index int) (name string, conf map[int]uint32, err error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Index = int32(index)
 	req.AddData(msg)
-	msgs, err := rawExecute(s, req, unix.RTM_NEWLINK)
+	msgs, err := do(req, unix.RTM_NEWLINK)
 	if err != nil {
 		return "", nil, err
 	}
@@ -154,7 +149,7 @@ func SetIPv4Conf(ns *Namespace, l netlink.Link, values map[int]uint32) error {
 		conf.AddRtAttr(id, nl.Uint32Attr(v))
 	}
 	req.AddData(spec)
-	if _, err := ns.rawRequest(req, 0, false); err != nil {
+	if _, err := ns.rawRequest(req, 0); err != nil {
 		return fmt.Errorf("writing the IPv4 settings of %s: %w", l.Attrs().Name, err)
 	}
 	return nil

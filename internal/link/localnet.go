@@ -25,16 +25,16 @@ func (ns *Namespace) ipv4ConfToward(dst net.IP) (ifname string, conf map[int]uin
 	if dst4 == nil {
 		return "", nil, fmt.Errorf("%s is not an IPv4 address", dst)
 	}
-	s, err := ns.rawSocket(false)
+	s, err := ns.rawSocket(nlBufSize)
 	if err != nil {
 		return "", nil, err
 	}
-	defer s.Close()
+	defer s.close()
 
 	rreq := nl.NewNetlinkRequest(unix.RTM_GETROUTE, unix.NLM_F_REQUEST)
 	rreq.AddData(&nl.RtMsg{RtMsg: unix.RtMsg{Family: unix.AF_INET, Dst_len: 32}})
 	rreq.AddData(nl.NewRtAttr(unix.RTA_DST, dst4))
-	msgs, err := rawExecute(s, rreq, unix.RTM_NEWROUTE)
+	msgs, err := s.execute(rreq, unix.RTM_NEWROUTE)
 	if err != nil {
 		return "", nil, fmt.Errorf("finding the route to %s: %w", dst, err)
 	}
@@ -57,7 +57,7 @@ func (ns *Namespace) ipv4ConfToward(dst net.IP) (ifname string, conf map[int]uin
 		return "", nil, fmt.Errorf("no route to %s through an interface", dst)
 	}
 
-	ifname, conf, err = linkIPv4Conf(s, index)
+	ifname, conf, err = linkIPv4Conf(s.execute, index)
 	if err != nil {
 		return "", nil, fmt.Errorf("reading interface %d (toward %s): %w", index, dst, err)
 	}

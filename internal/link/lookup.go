@@ -76,10 +76,6 @@ const rtextFilterSkipStats = 1 << 3
 // getLink sends one RTM_GETLINK for index, or for the name in attribute
 // nameAttr, and parses the answer.
 func (n *Namespace) getLink(index int, nameAttr int, name string) (netlink.Link, error) {
-	s, err := n.sharedSocket(false)
-	if err != nil {
-		return nil, err
-	}
 	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, 0)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Index = int32(index)
@@ -90,8 +86,7 @@ func (n *Namespace) getLink(index int, nameAttr int, name string) (netlink.Link,
 	if nameAttr != 0 {
 		req.AddData(nl.NewRtAttr(nameAttr, nl.ZeroTerminated(name)))
 	}
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: s}
-	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	msgs, err := n.rawRequest(req, unix.RTM_NEWLINK)
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/knit-cni/knit/internal/netns"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -30,11 +29,11 @@ type Namespace struct {
 	Handle *netlink.Handle
 	fd     vnetns.NsHandle
 
-	// Sockets of our own for the requests the netlink library cannot
-	// express or makes costly (see raw.go), opened on first use: [0]
-	// plain, [1] with strict checking.
+	// The socket of our own for the requests the netlink library cannot
+	// express or makes costly (see raw.go): opened by Open together with
+	// the handle, otherwise on first use.
 	rawMu sync.Mutex
-	raw   [2]*nl.SocketHandle
+	raw   *nlSocket
 }
 
 // Current opens the namespace the plugin runs in (the "host" namespace).
@@ -64,12 +63,26 @@ func Open(path string) (*Namespace, error) {
 	if err != nil {
 		return nil, err
 	}
-	h, err := netlink.NewHandleAt(fd, unix.NETLINK_ROUTE)
+	// Both sockets in one trip into the namespace (each trip is two
+	// setns calls and a lookup of the thread's own namespace).
+	var h *netlink.Handle
+	var raw *nlSocket
+	err = netns.DoHandle(fd, func() error {
+		var err error
+		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+			return err
+		}
+		if raw, err = openNLSocket(nlBufSize); err != nil {
+			h.Close()
+			return err
+		}
+		return nil
+	})
 	if err != nil {
 		fd.Close()
 		return nil, fmt.Errorf("opening a netlink socket in %q: %w", path, err)
 	}
-	return &Namespace{Path: path, Handle: h, fd: fd}, nil
+	return &Namespace{Path: path, Handle: h, fd: fd, raw: raw}, nil
 }
 
 // Fd returns the namespace's file descriptor, valid until Close.
@@ -97,11 +110,9 @@ func (n *Namespace) Close() {
 		n.Handle.Close()
 	}
 	n.rawMu.Lock()
-	for i, s := range n.raw {
-		if s != nil {
-			s.Close()
-			n.raw[i] = nil
-		}
+	if n.raw != nil {
+		n.raw.close()
+		n.raw = nil
 	}
 	n.rawMu.Unlock()
 	n.fd.Close()

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/knit-cni/knit/internal/netns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
-	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,65 +18,61 @@ import (
 // "net", "ipv4", "conf", "eth0" collide across every namespace) cost
 // milliseconds per plugin run; these requests cost the same at any size.
 
-// rawRequest runs req in ns on the namespace's own NETLINK_ROUTE socket,
-// with the kernel's strict checking on when strict (needed for filtered
-// dumps), and returns the answers of type resType.
-func (n *Namespace) rawRequest(req *nl.NetlinkRequest, resType uint16, strict bool) ([][]byte, error) {
-	s, err := n.sharedSocket(strict)
+// rawRequest runs req on the namespace's own NETLINK_ROUTE socket (see
+// nlsock.go) and returns the answers of type resType (all when 0). A socket
+// given up after a truncated dump is replaced and a GET asked once more.
+func (n *Namespace) rawRequest(req *nl.NetlinkRequest, resType uint16) ([][]byte, error) {
+	s, err := n.sharedSocket()
 	if err != nil {
 		return nil, err
 	}
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: s}
-	return req.Execute(unix.NETLINK_ROUTE, resType)
+	msgs, err := s.execute(req, resType)
+	if errors.Is(err, errSocketReset) && req.Type&rtmKindMask == rtmKindGet {
+		if s, err = n.sharedSocket(); err != nil {
+			return nil, err
+		}
+		msgs, err = s.execute(req, resType)
+	}
+	return msgs, err
 }
 
 // sharedSocket returns the namespace's socket for rawRequest, opening it on
-// first use. Requests on it may run concurrently: the library serialises
-// them and tells their answers apart by sequence number.
-func (n *Namespace) sharedSocket(strict bool) (*nl.SocketHandle, error) {
-	i := 0
-	if strict {
-		i = 1
-	}
+// first use (Open opens it with the handle) or when the last one was given
+// up. Requests on it may run concurrently: they take turns.
+func (n *Namespace) sharedSocket() (*nlSocket, error) {
 	n.rawMu.Lock()
 	defer n.rawMu.Unlock()
-	if n.raw[i] == nil {
-		s, err := n.rawSocket(strict)
-		if err != nil {
-			return nil, err
-		}
-		n.raw[i] = &nl.SocketHandle{Socket: s}
+	if n.raw != nil && n.raw.usable() {
+		return n.raw, nil
 	}
-	return n.raw[i], nil
-}
-
-// rawSocket opens a NETLINK_ROUTE socket in ns for rawExecute.
-func (n *Namespace) rawSocket(strict bool) (*nl.NetlinkSocket, error) {
-	target := n.fd
-	if n.Path == "" {
-		target = vnetns.None() // the calling thread's namespace
+	size := nlBufSize
+	if n.raw != nil {
+		size = n.raw.bufLen() // grown to what the kernel sent
 	}
-	s, err := nl.GetNetlinkSocketAt(target, vnetns.None(), unix.NETLINK_ROUTE)
+	s, err := n.rawSocket(size)
 	if err != nil {
-		return nil, fmt.Errorf("opening a netlink socket: %w", err)
-	}
-	if err := s.SetReceiveTimeout(&nl.SocketTimeoutTv); err != nil {
-		s.Close()
 		return nil, err
 	}
-	if strict {
-		if err := unix.SetsockoptInt(s.GetFd(), unix.SOL_NETLINK, unix.NETLINK_GET_STRICT_CHK, 1); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("turning on netlink strict checking: %w", err)
-		}
-	}
+	n.raw = s
 	return s, nil
 }
 
-// rawExecute runs req on s and returns the answers of type resType.
-func rawExecute(s *nl.NetlinkSocket, req *nl.NetlinkRequest, resType uint16) ([][]byte, error) {
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}
-	return req.Execute(unix.NETLINK_ROUTE, resType)
+// rawSocket opens a socket of the raw path in ns, with a receive buffer of
+// size bytes.
+func (n *Namespace) rawSocket(size int) (*nlSocket, error) {
+	if n.Path == "" {
+		return openNLSocket(size) // the calling thread's namespace
+	}
+	var s *nlSocket
+	err := netns.DoHandle(n.fd, func() error {
+		var err error
+		s, err = openNLSocket(size)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("in %s: %w", n.Path, err)
+	}
+	return s, nil
 }
 
 // AddrsOf returns l's addresses of family (netlink.FAMILY_V4, _V6 or _ALL)
@@ -90,7 +86,7 @@ func AddrsOf(ns *Namespace, l netlink.Link, family int) ([]netlink.Addr, error) 
 	msg := nl.NewIfAddrmsg(family)
 	msg.Index = uint32(index)
 	req.AddData(msg)
-	msgs, err := Dump(func() ([][]byte, error) { return ns.rawRequest(req, unix.RTM_NEWADDR, true) })
+	msgs, err := Dump(func() ([][]byte, error) { return ns.rawRequest(req, unix.RTM_NEWADDR) })
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOPROTOOPT) {
 		return Dump(func() ([]netlink.Addr, error) { return ns.Handle.AddrList(l, family) })
 	}

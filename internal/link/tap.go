@@ -151,25 +151,21 @@ func DescribeTap(ns *Namespace, l netlink.Link) (TapInfo, error) {
 		VnetHdr:    tt.Flags&netlink.TUNTAP_VNET_HDR != 0,
 		Persistent: !tt.NonPersist,
 	}
-	query := func() error {
-		var err error
-		info.Owner, info.Group, err = tunOwner(l.Attrs().Index)
-		return err
-	}
-	if err := ns.Do(query); err != nil {
+	var err error
+	if info.Owner, info.Group, err = ns.tunOwner(l.Attrs().Index); err != nil {
 		return TapInfo{}, fmt.Errorf("reading the owner of tap %s: %w", l.Attrs().Name, err)
 	}
 	return info, nil
 }
 
-// tunOwner asks the calling thread's namespace for link index's
-// IFLA_TUN_OWNER and IFLA_TUN_GROUP, which the kernel includes only when set.
-func tunOwner(index int) (owner, group *uint32, err error) {
+// tunOwner asks ns for link index's IFLA_TUN_OWNER and IFLA_TUN_GROUP,
+// which the kernel includes only when set.
+func (n *Namespace) tunOwner(index int) (owner, group *uint32, err error) {
 	req := nl.NewNetlinkRequest(unix.RTM_GETLINK, unix.NLM_F_ACK)
 	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
 	msg.Index = int32(index)
 	req.AddData(msg)
-	msgs, err := req.Execute(unix.NETLINK_ROUTE, unix.RTM_NEWLINK)
+	msgs, err := n.rawRequest(req, unix.RTM_NEWLINK)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -41,6 +41,6 @@ func (n *Namespace) setUpFlag(l netlink.Link, up bool) error {
 		msg.Flags = unix.IFF_UP
 	}
 	req.AddData(msg)
-	_, err := n.rawRequest(req, 0, false)
+	_, err := n.rawRequest(req, 0)
 	return err
 }

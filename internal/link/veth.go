@@ -153,7 +153,7 @@ func newVeth(host, cont *Namespace, v Veth, hostName string) error {
 	}
 	peer.AddRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(cont.Fd())))
 	req.AddData(info)
-	_, err := host.rawRequest(req, 0, false)
+	_, err := host.rawRequest(req, 0)
 	return err
 }
 
