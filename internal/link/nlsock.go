@@ -37,6 +37,7 @@ type nlSocket struct {
 	// filtered dumps and harmless for every request knit sends.
 	strict bool
 	buf    []byte
+	recvs  int // datagrams received, for tests
 	// err is set when the socket became unusable (a dump answer did not
 	// fit buf); it is closed then and the Namespace opens another.
 	err error
@@ -354,6 +355,7 @@ func (s *nlSocket) recv() (int, error) {
 		if from.Pid != 0 {
 			continue // not from the kernel (connect should prevent it)
 		}
+		s.recvs++
 		return int(n), nil
 	}
 }
