@@ -149,12 +149,13 @@ type scalePoint struct {
 	attached           int
 	add, del           []float64
 	floorAdd, floorDel []float64 // the in-process floor at this level (scalefloor.go)
-	softirq            float64   // softirq % of all CPUs during the ADD probes (quiet.go)
+	softirq            float64   // softirq % of all CPUs during the probes (quiet.go)
 }
 
 // measureScale attaches containers to one bridge+portmap network per suite,
 // all suites held at once so that the measurements at each level alternate
-// between suites. At each level it times samples ADDs then their DELs.
+// between suites. At each level it times samples probes, each an ADD
+// followed by its DEL.
 func (l *lab) measureScale(ss []suite, n network, levels []int, samples, workers int) (map[string][]scalePoint, error) {
 	sts, closeAll, err := l.openSuiteHosts(ss, n)
 	defer closeAll()
@@ -196,11 +197,22 @@ func (l *lab) measureScale(ss []suite, n network, levels []int, samples, workers
 				closeContainers(probe)
 				return nil, err
 			}
+			// Each probe's DEL follows its ADD: every probe then sees
+			// exactly level containers attached, and its container's IPv6
+			// announcements (MLD reports, router solicitations in the
+			// second after it comes up, each copied to every port; see
+			// quiet.go) end with its DEL instead of landing on the next
+			// probes, which, for a suite whose ADDs take 20 ms, used to
+			// run inside the storms of the ones before.
 			for _, c := range probe {
 				d, err := cur.h.run("add", c)
 				if err == nil {
 					p.add = append(p.add, ms(d))
 					err = fl.floorSample(&p) // one floor sample after each probe ADD
+				}
+				if err == nil {
+					d, err = cur.h.run("del", c)
+					p.del = append(p.del, ms(d))
 				}
 				if err != nil {
 					fl.close()
@@ -210,17 +222,9 @@ func (l *lab) measureScale(ss []suite, n network, levels []int, samples, workers
 			}
 			fl.close()
 			p.softirq = meter.share()
-			for _, c := range probe {
-				d, err := cur.h.run("del", c)
-				if err != nil {
-					closeContainers(probe)
-					return nil, err
-				}
-				p.del = append(p.del, ms(d))
-			}
 			closeContainers(probe)
 			res[cur.s.name] = append(res[cur.s.name], p)
-			logf("scale %-5s at %4d attached: ADD %6.1f ms  DEL %6.1f ms (load %s, softirq %.1f %% during the ADDs)", cur.s.name, level, median(p.add), median(p.del), loadavg(), p.softirq)
+			logf("scale %-5s at %4d attached: ADD %6.1f ms  DEL %6.1f ms (load %s, softirq %.1f %% during the probes)", cur.s.name, level, median(p.add), median(p.del), loadavg(), p.softirq)
 		}
 	}
 	return res, nil

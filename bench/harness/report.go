@@ -158,7 +158,7 @@ func (r *results) markdown(plotName string) string {
 				p("\n%s: ADD at %d ÷ ADD at %d = %.2f; DEL %.2f.", s.name, last.attached, first.attached, median(last.add)/median(first.add), median(last.del)/median(first.del))
 			}
 		}
-		p("\n\nAfter each fill the part waits until the machine's softirq share stays under %.0f %% for %d s (new containers' IPv6 announcements are flooded to every port; see bench/harness/quiet.go). Softirq share of all CPUs during each level's ADD probes (the probes' own announcements included):", quietShare, quietWindows)
+		p("\n\nAfter each fill the part waits until the machine's softirq share stays under %.0f %% for %d s (new containers' IPv6 announcements are flooded to every port; see bench/harness/quiet.go). Softirq share of all CPUs during each level's probes (each an ADD followed by its DEL; the probes' own announcements included):", quietShare, quietWindows)
 		for _, s := range r.suites {
 			var parts []string
 			for _, pt := range r.scale[s.name] {
