@@ -100,12 +100,21 @@ func TestMasqueradeHappens(t *testing.T) {
 	seen := func(addr string) string {
 		t.Helper()
 		// The first connection may need a SYN retransmit (~1 s) while the
-		// kernel's linkwatch activates the fresh veths.
-		from, _, err := probe.TCPRoundTrip(ctrPath, addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
+		// kernel's linkwatch activates the fresh veths; under a loaded CI
+		// run the host's neighbour discovery toward a fresh veth has also
+		// failed once (connect: no route to host), so an error is retried
+		// until a deadline.
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			from, _, err := probe.TCPRoundTrip(ctrPath, addr, 5*time.Second)
+			if err == nil {
+				return from
+			}
+			if time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		return from
 	}
 	if got := seen(out4); got != "10.50.0.2" {
 		t.Fatalf("before masquerade the outside saw %s, want 10.50.0.2 (test topology broken)", got)
